@@ -1,0 +1,214 @@
+"""A small class-conditional U-Net that predicts ε for 28×28 digits.
+
+The building blocks carry the names used in NVIDIA's DLI course "Generative AI with Diffusion Models"
+(GELUConvBlock, RearrangePoolBlock, DownBlock, UpBlock, ResidualConvBlock, SinusoidalPositionEmbedBlock,
+EmbedBlock), with three changes that pay on a CPU: the time and class embeddings modulate every decoder
+block by scale and shift (FiLM) instead of a single multiply-add, one self-attention block works at the
+7×7 bottleneck, and the class embedding has an eleventh, learnable "no class" row used both for context
+dropout in training and for the unconditional half of classifier-free guidance.
+
+The network knows nothing of noise schedules: it takes x_t, the step as a number in [0, 1] (t / T) and
+the class labels, where ``NULL_LABEL`` means "no class".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_CLASSES = 10
+NULL_LABEL = NUM_CLASSES  # index of the learnable "no class" embedding
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Hyper-parameters of :class:`ContextUNet`; stored in every checkpoint's config.json."""
+
+    image_channels: int = 1
+    image_size: int = 28
+    channels: tuple[int, int, int] = (32, 64, 96)
+    embed_dim: int = 128
+    num_classes: int = NUM_CLASSES
+    attention_heads: int = 4
+    groups: int = 8
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> UNetConfig:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown U-Net settings: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        if "channels" in data:
+            data["channels"] = tuple(int(c) for c in data["channels"])
+        return cls(**data)
+
+
+WIDTH_PRESETS: dict[str, UNetConfig] = {
+    "tiny": UNetConfig(channels=(8, 16, 16), embed_dim=32, groups=4, attention_heads=2),
+    "small": UNetConfig(channels=(16, 32, 64), embed_dim=64, groups=8),
+    "base": UNetConfig(),
+    "wide": UNetConfig(channels=(48, 96, 128), embed_dim=192),
+}
+
+
+class GELUConvBlock(nn.Module):
+    """3×3 convolution → GroupNorm → GELU."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm = nn.GroupNorm(math.gcd(groups, out_ch), out_ch)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.norm(self.conv(x)))
+
+
+class RearrangePoolBlock(nn.Module):
+    """Halve the resolution without losing pixels: 2×2 space-to-depth, then a GELUConvBlock."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int) -> None:
+        super().__init__()
+        self.unshuffle = nn.PixelUnshuffle(2)
+        self.conv = GELUConvBlock(4 * in_ch, out_ch, groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.unshuffle(x))
+
+
+class ResidualConvBlock(nn.Module):
+    """Two GELUConvBlocks with a skip connection (a 1×1 projection when the width changes)."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int) -> None:
+        super().__init__()
+        self.conv1 = GELUConvBlock(in_ch, out_ch, groups)
+        self.conv2 = GELUConvBlock(out_ch, out_ch, groups)
+        self.skip = nn.Identity() if in_ch == out_ch else nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + self.conv2(self.conv1(x))
+
+
+class DownBlock(nn.Module):
+    """A ResidualConvBlock at the current resolution, then a RearrangePoolBlock to half of it."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int) -> None:
+        super().__init__()
+        self.res = ResidualConvBlock(in_ch, in_ch, groups)
+        self.pool = RearrangePoolBlock(in_ch, out_ch, groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.res(x))
+
+
+class EmbedBlock(nn.Module):
+    """Linear → GELU → Linear, from an embedding to a per-channel (scale, shift) pair."""
+
+    def __init__(self, in_dim: int, channels: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, 2 * channels))
+        nn.init.zeros_(self.net[-1].weight)  # start as the identity modulation
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale, shift = self.net(emb)[:, :, None, None].chunk(2, dim=1)
+        return scale, shift
+
+
+class UpBlock(nn.Module):
+    """Double the resolution (transposed conv), join the skip, two GELUConvBlocks, FiLM by the embedding."""
+
+    def __init__(self, in_ch: int, skip_ch: int, out_ch: int, embed_dim: int, groups: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        self.conv1 = GELUConvBlock(out_ch + skip_ch, out_ch, groups)
+        self.conv2 = GELUConvBlock(out_ch, out_ch, groups)
+        self.film = EmbedBlock(embed_dim, out_ch)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(torch.cat([self.up(x), skip], dim=1))
+        scale, shift = self.film(emb)
+        return self.conv2(h * (1 + scale) + shift)
+
+
+class SinusoidalPositionEmbedBlock(nn.Module):
+    """Transformer-style sinusoidal embedding of a step in [0, 1] (Vaswani et al. 2017, §3.5)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        half = dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / max(half - 1, 1))
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angles = 1000.0 * t.float()[:, None] * self.freqs[None, :]  # 1000·t/T: the paper's integer scale
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class AttentionBlock(nn.Module):
+    """Multi-head self-attention over the pixels of a low-resolution feature map, with a residual."""
+
+    def __init__(self, channels: int, heads: int, groups: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(math.gcd(groups, channels), channels)
+        self.attn = nn.MultiheadAttention(channels, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)
+        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class ContextUNet(nn.Module):
+    """ε_θ(x_t, t, c): 28 → 14 → 7 → 14 → 28, class and time embeddings added and fed to every decoder block."""
+
+    def __init__(self, config: UNetConfig = UNetConfig()) -> None:
+        super().__init__()
+        if config.image_size % 4:
+            raise ValueError("image_size must be divisible by 4 (two 2× downsamplings)")
+        self.config = config
+        c0, c1, c2 = config.channels
+        g = config.groups
+        self.time_embed = nn.Sequential(
+            SinusoidalPositionEmbedBlock(config.embed_dim),
+            nn.Linear(config.embed_dim, config.embed_dim),
+            nn.GELU(),
+            nn.Linear(config.embed_dim, config.embed_dim),
+        )
+        self.class_embed = nn.Embedding(config.num_classes + 1, config.embed_dim)  # last row: "no class"
+        self.stem = ResidualConvBlock(config.image_channels, c0, g)
+        self.down1 = DownBlock(c0, c1, g)
+        self.down2 = DownBlock(c1, c2, g)
+        self.mid_film = EmbedBlock(config.embed_dim, c2)
+        self.mid_conv = GELUConvBlock(c2, c2, g)
+        self.mid_attn = AttentionBlock(c2, config.attention_heads, g)
+        self.up1 = UpBlock(c2, c1, c1, config.embed_dim, g)
+        self.up2 = UpBlock(c1, c0, c0, config.embed_dim, g)
+        self.out = nn.Conv2d(c0 + c0, config.image_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Predict ε from x_t [B, C, H, W], t/T [B] in [0, 1] and labels [B] (``NULL_LABEL`` = no class)."""
+        emb = self.time_embed(t) + self.class_embed(labels)
+        h0 = self.stem(x)  # 28×28
+        h1 = self.down1(h0)  # 14×14
+        h2 = self.down2(h1)  # 7×7
+        scale, shift = self.mid_film(emb)
+        h = self.mid_attn(self.mid_conv(h2) * (1 + scale) + shift)
+        h = self.up1(h, h1, emb)  # 14×14
+        h = self.up2(h, h0, emb)  # 28×28
+        return self.out(torch.cat([h, h0], dim=1))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
