@@ -11,6 +11,7 @@ Symbols: x_0 clean image, x_t noisy image, ε standard-normal noise, β_t, α_t 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -186,3 +187,38 @@ def ddim_step(
     if noise is None:
         noise = standard_normal_like(x_t, generator) if eta > 0 else torch.zeros_like(x_t)
     return StepResult(ab_prev.sqrt() * pred_x0 + direction + sigma * noise, pred_x0)
+
+
+def half_log_snr(schedule: NoiseSchedule, t: int) -> float:
+    """λ_t = log(√ᾱ_t / √(1 − ᾱ_t)), half the log-SNR (Lu et al. 2022, §2)."""
+    return 0.5 * float(schedule.log_snr[t])
+
+
+def dpm_solver_pp_step(
+    schedule: NoiseSchedule,
+    x_t: torch.Tensor,
+    t: int,
+    t_prev: int,
+    pred_x0: torch.Tensor,
+    prev_pred_x0: torch.Tensor | None = None,
+    h_prev: float | None = None,
+) -> tuple[StepResult, float | None]:
+    """DPM-Solver++(2M) jump t → t' in data prediction (Lu et al. 2022, Algorithm 2); returns (step, h).
+
+    x_{t'} = (σ_{t'}/σ_t) x_t + α_{t'} (1 − e^{−h}) D with h = λ_{t'} − λ_t, where D = x̂_0 on the first
+    step and D = (1 + 1/2r) x̂_0 − (1/2r) x̂_0^prev with r = h_prev / h afterwards. The jump to t' = −1
+    (x_0 itself, λ = ∞) returns x̂_0.
+    """
+    if t_prev < 0:
+        return StepResult(pred_x0, pred_x0), None
+    alpha_next = float(schedule.sqrt_alphas_cumprod[t_prev])
+    sigma_next = float(schedule.sqrt_one_minus_alphas_cumprod[t_prev])
+    sigma_now = float(schedule.sqrt_one_minus_alphas_cumprod[t])
+    h = half_log_snr(schedule, t_prev) - half_log_snr(schedule, t)
+    if prev_pred_x0 is None or h_prev is None:
+        d = pred_x0
+    else:
+        r = h_prev / h
+        d = (1 + 1 / (2 * r)) * pred_x0 - (1 / (2 * r)) * prev_pred_x0
+    x_next = (sigma_next / sigma_now) * x_t + alpha_next * (-math.expm1(-h)) * d
+    return StepResult(x_next, pred_x0), h

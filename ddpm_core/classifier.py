@@ -1,0 +1,196 @@
+"""The project's own digit classifier: a quality meter for generated digits.
+
+A small CNN trained on the real training digits (with random shifts, rotations and scalings), shipped in
+``checkpoints/classifier``. It gives three measurements:
+
+* accuracy — the share of samples the classifier reads as the label they were asked for;
+* Fréchet distance — between Gaussians fitted to the classifier's 128-d penultimate features of
+  generated and of held-out real digits (the FID recipe of Heusel et al. 2017, with this classifier
+  standing in for Inception);
+* diversity — mean pairwise feature distance between samples of the same class.
+
+Train it with ``python -m ddpm_core.classifier --out checkpoints/classifier``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ddpm_core.data import DigitData, load_digits, to_model_range
+
+CLASSIFIER_FORMAT = "ddpm-playground-classifier/1"
+DEFAULT_CLASSIFIER = Path(__file__).resolve().parent.parent / "checkpoints" / "classifier"
+
+
+class DigitClassifier(nn.Module):
+    """Two conv stages (28 → 14 → 7) and a 128-d feature layer; input in [−1, 1]."""
+
+    feature_dim = 128
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.GELU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * 7 * 7, self.feature_dim), nn.GELU(),
+        )  # fmt: skip
+        self.dropout = nn.Dropout(0.3)
+        self.head = nn.Linear(self.feature_dim, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 128-d penultimate features used for the Fréchet distance."""
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.features(x)))
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Per-image predicted class, its probability, and the features."""
+
+    predicted: np.ndarray
+    confidence: np.ndarray
+    features: np.ndarray
+
+
+def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 12, shift: float = 0.1) -> torch.Tensor:
+    """A different small rotation, scaling and shift per image (background −1 stays −1)."""
+    b = x.shape[0]
+    angle = (torch.rand(b, generator=generator) * 2 - 1) * math.radians(degrees)
+    scale = 1 + (torch.rand(b, generator=generator) * 2 - 1) * 0.1
+    tx, ty = ((torch.rand(2, b, generator=generator) * 2 - 1) * shift * 2).unbind(0)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
+
+
+def train_classifier(data: DigitData, steps: int = 3000, batch_size: int = 128, seed: int = 0) -> tuple[DigitClassifier, float]:
+    """Train on ``data.train`` with augmentation; returns the model and its held-out accuracy."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    x = to_model_range(data.train.images)
+    y = torch.as_tensor(data.train.labels)
+    model = DigitClassifier()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (batch_size,), generator=generator)
+        loss = F.cross_entropy(model(random_affine(x[idx], generator)), y[idx], label_smoothing=0.05)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+    model.eval()
+    verdict = classify(model, to_model_range(data.held_out.images))
+    return model, float((verdict.predicted == data.held_out.labels).mean())
+
+
+def save_classifier(model: DigitClassifier, directory: str | Path, metadata: dict) -> Path:
+    """Write model.safetensors and config.json (each via a temp file and an atomic rename)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / "model.safetensors.tmp"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(directory / "model.safetensors")
+    tmp = directory / "config.json.tmp"
+    tmp.write_text(json.dumps({"format": CLASSIFIER_FORMAT, **metadata}, indent=2) + "\n")
+    tmp.replace(directory / "config.json")
+    return directory
+
+
+def load_classifier(directory: str | Path = DEFAULT_CLASSIFIER) -> DigitClassifier:
+    """Load the shipped (or another) classifier; safetensors only, strict keys."""
+    directory = Path(directory)
+    config = json.loads((directory / "config.json").read_text())
+    if config.get("format") != CLASSIFIER_FORMAT:
+        raise ValueError(f"{directory} is not a digit-classifier checkpoint")
+    model = DigitClassifier()
+    model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
+    return model.eval()
+
+
+@torch.inference_mode()
+def classify(model: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> Verdicts:
+    """Classify images in [−1, 1] ([N, 1, 28, 28]); returns predictions, confidences and features."""
+    preds, confs, feats = [], [], []
+    for chunk in images.float().split(batch_size):
+        f = model.features(chunk)
+        p = model.head(f).softmax(dim=1)
+        conf, pred = p.max(dim=1)
+        preds.append(pred)
+        confs.append(conf)
+        feats.append(f)
+    return Verdicts(torch.cat(preds).numpy(), torch.cat(confs).numpy(), torch.cat(feats).double().numpy())
+
+
+def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
+    vals, vecs = np.linalg.eigh((m + m.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0, None))) @ vecs.T
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """‖μ_a − μ_b‖² + tr(Σ_a + Σ_b − 2(Σ_a^½ Σ_b Σ_a^½)^½), the Fréchet distance of two fitted Gaussians."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root_a = _sqrtm_psd(cov_a)
+    cross = _sqrtm_psd(root_a @ cov_b @ root_a)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(cross))
+
+
+def diversity(features: np.ndarray, labels: np.ndarray) -> float:
+    """Mean pairwise Euclidean feature distance between images of the same label (0 = all identical)."""
+    dists = []
+    for c in np.unique(labels):
+        f = features[labels == c]
+        if len(f) < 2:
+            continue
+        d = np.sqrt(((f[:, None, :] - f[None, :, :]) ** 2).sum(-1))
+        dists.append(d[np.triu_indices(len(f), 1)].mean())
+    return float(np.mean(dists)) if dists else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.classifier", description="Train the digit classifier")
+    p.add_argument("--out", default=str(DEFAULT_CLASSIFIER))
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    data = load_digits("bundled")
+    start = time.perf_counter()
+    model, acc = train_classifier(data, steps=args.steps, seed=args.seed)
+    seconds = time.perf_counter() - start
+    save_classifier(
+        model,
+        args.out,
+        {
+            "held_out_accuracy": round(acc, 4),
+            "held_out_images": len(data.held_out),
+            "train_images": len(data.train),
+            "steps": args.steps,
+            "seconds": round(seconds, 1),
+            "data": data.description,
+            "command": "python -m ddpm_core.classifier " + " ".join(argv or []),
+        },
+    )
+    print(json.dumps({"held_out_accuracy": acc, "seconds": round(seconds, 1), "out": args.out}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,296 @@
+"""Training the class-conditional ε-model (Ho et al. 2020, Algorithm 1, with classifier-free dropout).
+
+One step: draw x_0 and its labels, t ~ U{0…T−1}, ε ~ N(0, I); form x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
+(eq. 4); replace each label by "no class" with probability ``context_drop_prob`` (Bernoulli mask, Ho &
+Salimans 2021); minimise ‖ε − ε_θ(x_t, t, c)‖² (eq. 14, the "simple" loss; L1 and Huber selectable).
+AdamW, linear warm-up then cosine decay of the learning rate, gradient clipping, and an exponential
+moving average (EMA) of the weights, which is what gets sampled and saved as ``model.safetensors``.
+
+The loop is bounded by steps or minutes (whichever comes first), seeded, resumable from a checkpoint,
+stoppable between steps, and reports through a callback so a CLI and the UI can show progress.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from ddpm_core.checkpoints import LoadedModel, save_checkpoint
+from ddpm_core.data import DigitData, to_model_range
+from ddpm_core.diffusion import q_sample
+from ddpm_core.schedule import NoiseSchedule, ScheduleConfig
+from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet
+
+LossName = Literal["mse", "l1", "huber"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run; stored in the checkpoint's config.json."""
+
+    preset: str = "base"
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    max_steps: int | None = None
+    max_minutes: float | None = 10.0
+    context_drop_prob: float = 0.15
+    loss: LossName = "mse"
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    seed: int = 0
+    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", 250))
+    bf16: bool = False
+    checkpoint_every_s: float = 60.0
+    report_every: int = 10
+
+    def validate(self) -> None:
+        """Raise ValueError for settings that cannot train."""
+        if self.preset not in WIDTH_PRESETS:
+            raise ValueError(f"unknown width preset {self.preset!r}; choose one of {', '.join(WIDTH_PRESETS)}")
+        if self.max_steps is None and self.max_minutes is None:
+            raise ValueError("give a step limit, a time limit, or both")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        if self.max_minutes is not None and not 0 < self.max_minutes <= 24 * 60:
+            raise ValueError("max_minutes must lie in (0, 1440]")
+        if not 1 <= self.batch_size <= 4096:
+            raise ValueError("batch size must lie in 1…4096")
+        if not 0 < self.lr <= 1:
+            raise ValueError("learning rate must lie in (0, 1]")
+        if not 0 <= self.context_drop_prob < 1:
+            raise ValueError("context-drop probability must lie in [0, 1)")
+        if self.loss not in ("mse", "l1", "huber"):
+            raise ValueError(f"unknown loss {self.loss!r}; choose mse, l1 or huber")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError("EMA decay must lie in [0, 1)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """What the training loop reports every ``report_every`` steps and at the end."""
+
+    step: int
+    max_steps: int | None
+    loss: float  # mean loss since the last report
+    lr: float
+    elapsed_s: float
+    fraction: float  # 0…1 of the step or time budget, whichever is further along
+    eta_s: float
+    ema_model: ContextUNet
+    schedule: NoiseSchedule
+    done: bool = False
+
+
+@dataclass
+class TrainResult:
+    """The trained EMA model, how far it got and where its checkpoint is."""
+
+    ema_model: ContextUNet
+    schedule: NoiseSchedule
+    steps: int
+    seconds: float
+    losses: list[float]
+    checkpoint: Path | None
+    stopped_early: bool
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, kind: LossName) -> torch.Tensor:
+    """L_simple = E‖ε − ε_θ‖² (eq. 14), or its L1 / Huber variants."""
+    if kind == "mse":
+        return F.mse_loss(pred, target)
+    if kind == "l1":
+        return F.l1_loss(pred, target)
+    return F.smooth_l1_loss(pred, target)
+
+
+def drop_context(labels: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace each label by ``NULL_LABEL`` with probability ``prob`` (a Bernoulli mask)."""
+    drop = torch.bernoulli(torch.full(labels.shape, prob), generator=generator).bool().to(labels.device)
+    return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
+
+
+def learning_rate(config: TrainConfig, step: int, fraction: float) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to 10% as the budget runs out."""
+    warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
+    decay = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+    return config.lr * warm * decay
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """θ_ema ← decay·θ_ema + (1 − decay)·θ."""
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p, 1.0 - decay)
+
+
+def _training_state(model: ContextUNet, optimizer: torch.optim.Optimizer, step: int) -> dict[str, torch.Tensor]:
+    """Raw weights and AdamW moments as flat tensors, so resuming needs no pickle."""
+    state: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
+    for i, p in enumerate(model.parameters()):
+        s = optimizer.state.get(p)
+        if s:
+            state[f"adam.{i}.exp_avg"] = s["exp_avg"]
+            state[f"adam.{i}.exp_avg_sq"] = s["exp_avg_sq"]
+    state["step"] = torch.tensor([step], dtype=torch.int64)
+    return state
+
+
+def _restore_training_state(
+    state: dict[str, torch.Tensor], model: ContextUNet, optimizer: torch.optim.Optimizer
+) -> int:
+    model.load_state_dict({k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}, strict=True)
+    step = int(state["step"][0])
+    for i, p in enumerate(model.parameters()):
+        if f"adam.{i}.exp_avg" in state:
+            optimizer.state[p] = {
+                "step": torch.tensor(float(step)),
+                "exp_avg": state[f"adam.{i}.exp_avg"].to(p.device).clone(),
+                "exp_avg_sq": state[f"adam.{i}.exp_avg_sq"].to(p.device).clone(),
+            }
+    return step
+
+
+def train(
+    config: TrainConfig,
+    data: DigitData,
+    out_dir: str | Path | None = None,
+    resume: LoadedModel | None = None,
+    callback: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: str = "auto",
+    name: str | None = None,
+) -> TrainResult:
+    """Train (or continue training) an ε-model on ``data.train``; saves checkpoints to ``out_dir`` if given."""
+    config.validate()
+    dev = pick_device(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    if resume is not None:
+        model = copy.deepcopy(resume.model)
+        schedule = resume.schedule
+    else:
+        model = ContextUNet(WIDTH_PRESETS[config.preset])
+        schedule = NoiseSchedule.from_config(config.schedule)
+    model.to(dev).train()
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    start_step = 0
+    if resume is not None and resume.training_state is not None:
+        start_step = _restore_training_state(resume.training_state, model, optimizer)
+    prior_seconds = float((resume.config.get("training", {}) or {}).get("seconds", 0.0)) if resume else 0.0
+
+    x_all = to_model_range(data.train.images).to(dev)
+    y_all = torch.as_tensor(data.train.labels, dtype=torch.long).to(dev)
+    n = len(y_all)
+    budget_s = None if config.max_minutes is None else config.max_minutes * 60
+    t0 = time.perf_counter()
+    last_save = t0
+    losses: list[float] = []
+    window: list[float] = []
+    step = start_step
+    run_steps = 0
+    stopped_early = False
+    metadata = {
+        "name": name or (Path(out_dir).name if out_dir else "digits"),
+        "data": {"source": data.source, "description": data.description, "train_images": n},
+    }
+
+    def fraction_done(elapsed: float) -> float:
+        parts = []
+        if config.max_steps is not None:
+            parts.append(run_steps / config.max_steps)
+        if budget_s is not None:
+            parts.append(elapsed / budget_s)
+        return min(1.0, max(parts))
+
+    def save(elapsed: float) -> Path | None:
+        if out_dir is None:
+            return None
+        meta = dict(metadata)
+        meta["training"] = {
+            "steps": step,
+            "seconds": round(prior_seconds + elapsed, 1),
+            "minutes": round((prior_seconds + elapsed) / 60, 2),
+            "final_loss": losses[-1] if losses else None,
+            "config": config.to_dict(),
+            "device": dev.type,
+        }
+        return save_checkpoint(out_dir, ema, schedule, meta, _training_state(model, optimizer, step))
+
+    def report(elapsed: float, done: bool) -> None:
+        if callback is None:
+            return
+        frac = fraction_done(elapsed)
+        eta = 0.0 if done or frac <= 0 else elapsed * (1 - frac) / frac
+        loss = sum(window) / len(window) if window else (losses[-1] if losses else float("nan"))
+        callback(TrainProgress(step, config.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, done))
+
+    lr = learning_rate(config, 0, 0.0)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16)
+    while True:
+        elapsed = time.perf_counter() - t0
+        if fraction_done(elapsed) >= 1.0:
+            break
+        if should_stop is not None and should_stop():
+            stopped_early = True
+            break
+        lr = learning_rate(config, run_steps, fraction_done(elapsed))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, n, (config.batch_size,), generator=generator).to(dev)
+        x0, labels = x_all[idx], y_all[idx]
+        t = torch.randint(0, schedule.num_steps, (config.batch_size,), generator=generator).to(dev)
+        noise = torch.randn(x0.shape, generator=generator).to(dev)
+        x_t, _ = q_sample(schedule, x0, t, noise=noise)
+        labels = drop_context(labels, config.context_drop_prob, generator)
+        with autocast:
+            pred = model(x_t, t.float() / schedule.num_steps, labels)
+        loss = diffusion_loss(pred.float(), noise, config.loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        step += 1
+        run_steps += 1
+        # EMA warm-up: average over all steps so far until the decay's own horizon is reached
+        update_ema(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate")
+        losses.append(value)
+        window.append(value)
+        if run_steps % config.report_every == 0:
+            report(time.perf_counter() - t0, False)
+            window = []
+        if out_dir is not None and time.perf_counter() - last_save >= config.checkpoint_every_s:
+            save(time.perf_counter() - t0)
+            last_save = time.perf_counter()
+
+    elapsed = time.perf_counter() - t0
+    checkpoint = save(elapsed)
+    report(elapsed, True)
+    return TrainResult(ema, schedule, step, prior_seconds + elapsed, losses, checkpoint, stopped_early)

@@ -1,0 +1,133 @@
+"""Guidance, samplers and the trajectory callback, checked against closed forms and an oracle model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ddpm_core.diffusion import ddim_step, dpm_solver_pp_step, predict_eps, predict_x0, q_sample
+from ddpm_core.schedule import make_schedule
+from ddpm_core.sampling import (
+    SamplerSettings,
+    Trajectory,
+    guided_eps,
+    sample,
+    timesteps_for,
+    validate_labels,
+)
+from ddpm_core.unet import NULL_LABEL, ContextUNet, UNetConfig
+
+
+def random_unet(seed: int = 0) -> ContextUNet:
+    torch.manual_seed(seed)
+    model = ContextUNet(UNetConfig(channels=(8, 16, 16), embed_dim=32, groups=4, attention_heads=2))
+    for p in model.parameters():  # the zero-initialised output layer would make every ε zero
+        nn.init.normal_(p, std=0.2)
+    return model.eval()
+
+
+class OracleModel(nn.Module):
+    """Predicts the exact ε that connects x_t to one fixed x_0: every sampler must land on that x_0."""
+
+    def __init__(self, x0: torch.Tensor, num_steps: int) -> None:
+        super().__init__()
+        self.x0 = x0
+        self.schedule = make_schedule("cosine", num_steps)
+        self.anchor = nn.Parameter(torch.zeros(1))  # gives the sampler a device to read
+        self.config = UNetConfig(image_size=x0.shape[-1])
+
+    def forward(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = (t_in * self.schedule.num_steps).round().long()
+        return predict_eps(self.schedule, x, t, self.x0.expand_as(x))
+
+
+def test_guidance_endpoints_and_mixture() -> None:
+    model = random_unet()
+    x = torch.randn(4, 1, 28, 28)
+    t = torch.tensor([3, 50, 120, 249])
+    labels = torch.tensor([0, 3, 7, 9])
+    with torch.no_grad():
+        cond = model(x, t.float() / 250, labels)
+        uncond = model(x, t.float() / 250, torch.full_like(labels, NULL_LABEL))
+        assert not torch.allclose(cond, uncond)
+        torch.testing.assert_close(guided_eps(model, x, t, labels, 1.0, 250), cond)
+        torch.testing.assert_close(guided_eps(model, x, t, labels, 0.0, 250), uncond)
+        # w = 3 is (1 + w')·ε_c − w'·ε_u with w' = 2
+        torch.testing.assert_close(
+            guided_eps(model, x, t, labels, 3.0, 250), 3 * cond - 2 * uncond, atol=1e-5, rtol=1e-5
+        )
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
+def test_every_sampler_reaches_the_oracle_x0(sampler: str) -> None:
+    x0 = torch.rand(1, 1, 8, 8) * 2 - 1
+    model = OracleModel(x0, 100)
+    settings = SamplerSettings(w=2.0, sampler=sampler, steps=10, eta=0.5 if sampler == "ddim" else 0.0, bf16=False)
+    result = sample(model, model.schedule, [1, 2, 3], settings)
+    assert result.images.shape == (3, 1, 8, 8)
+    assert (result.images - x0).abs().max() < 1e-4
+    assert result.network_evaluations == (100 if sampler == "ddpm" else 10)
+
+
+def test_first_dpm_solver_step_is_ddim() -> None:
+    """DPM-Solver++ of order one is DDIM with η = 0 (Lu et al. 2022, §4.1)."""
+    s = make_schedule("linear", 1000)
+    x0 = torch.rand(2, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    x_t, eps = q_sample(s, x0, 700, generator=torch.Generator().manual_seed(0))
+    eps_model = eps + 0.1  # any ε: the identity holds for every prediction
+    pred = predict_x0(s, x_t, 700, eps_model)
+    solver, h = dpm_solver_pp_step(s, x_t, 700, 400, pred)
+    ddim = ddim_step(s, x_t, 700, 400, eps_model, eta=0.0)
+    torch.testing.assert_close(solver.sample, ddim.sample)
+    assert h is not None and h > 0
+
+
+def test_sampling_is_deterministic_under_a_seed_and_differs_across_seeds() -> None:
+    model = random_unet()
+    schedule = make_schedule("cosine", 50)
+    a = sample(model, schedule, [0, 1], SamplerSettings(seed=5, steps=5))
+    b = sample(model, schedule, [0, 1], SamplerSettings(seed=5, steps=5))
+    c = sample(model, schedule, [0, 1], SamplerSettings(seed=6, steps=5))
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_trajectory_records_each_step_and_the_last() -> None:
+    model = random_unet()
+    schedule = make_schedule("cosine", 50)
+    traj = Trajectory(every=3)
+    sample(model, schedule, [4, 5], SamplerSettings(sampler="ddim", steps=10), callback=traj)
+    assert traj.steps == [s for i, s in enumerate(timesteps_for("ddim", 10, 50)) if i % 3 == 0 or i == 9]
+    assert len(traj.xs) == len(traj.pred_x0s) == len(traj.steps)
+    assert traj.xs[0].shape == (2, 1, 28, 28)
+
+
+def test_timesteps_start_at_pure_noise_and_descend() -> None:
+    ts = timesteps_for("ddim", 7, 1000)
+    assert ts[0] == 999 and ts[-1] == 0 and ts == sorted(ts, reverse=True) and len(ts) == 7
+    assert timesteps_for("ddpm", 3, 20) == list(range(19, -1, -1))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"), [([], "at least one"), ([3, 10], "unknown class"), ([-1], "unknown class")]
+)
+def test_bad_labels_are_refused(labels: list[int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        validate_labels(labels)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (SamplerSettings(w=-0.5), "guidance weight"),
+        (SamplerSettings(w=11.0), "guidance weight"),
+        (SamplerSettings(steps=0, sampler="ddim"), "steps"),
+        (SamplerSettings(steps=51, sampler="dpmpp"), "steps"),
+        (SamplerSettings(eta=1.5, sampler="ddim"), "η"),
+        (SamplerSettings(sampler="euler"), "unknown sampler"),  # type: ignore[arg-type]
+    ],
+)
+def test_bad_settings_are_refused(settings: SamplerSettings, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        sample(random_unet(), make_schedule("cosine", 50), [1], settings)
