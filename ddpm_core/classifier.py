@@ -41,11 +41,11 @@ class DigitClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.GELU(),
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.GELU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.GELU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.GELU(),
             nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.GELU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.GELU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 7 * 7, self.feature_dim), nn.GELU(),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, self.feature_dim), nn.GELU(),
         )  # fmt: skip
         self.dropout = nn.Dropout(0.3)
         self.head = nn.Linear(self.feature_dim, 10)
@@ -79,7 +79,7 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
-def train_classifier(data: DigitData, steps: int = 3000, batch_size: int = 128, seed: int = 0) -> tuple[DigitClassifier, float]:
+def train_classifier(data: DigitData, steps: int = 2000, batch_size: int = 128, seed: int = 0) -> tuple[DigitClassifier, float]:
     """Train on ``data.train`` with augmentation; returns the model and its held-out accuracy."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -168,7 +168,7 @@ def diversity(features: np.ndarray, labels: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ddpm_core.classifier", description="Train the digit classifier")
     p.add_argument("--out", default=str(DEFAULT_CLASSIFIER))
-    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     data = load_digits("bundled")
