@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,7 @@ def save_classifier(model: DigitClassifier, directory: str | Path, metadata: dic
     directory.mkdir(parents=True, exist_ok=True)
     tmp = directory / "model.safetensors.tmp"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.chmod(0o644)
     tmp.replace(directory / "model.safetensors")
     tmp = directory / "config.json.tmp"
     tmp.write_text(json.dumps({"format": CLASSIFIER_FORMAT, **metadata}, indent=2) + "\n")
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.steps,
             "seconds": round(seconds, 1),
             "data": data.description,
-            "command": "python -m ddpm_core.classifier " + " ".join(argv or []),
+            "command": "python -m ddpm_core.classifier " + " ".join(sys.argv[1:] if argv is None else argv),
         },
     )
     print(json.dumps({"held_out_accuracy": acc, "seconds": round(seconds, 1), "out": args.out}))
