@@ -222,7 +222,9 @@ def load_uploaded(paths: list[str | Path], workdir: str | Path) -> LoadedModel:
         return load_checkpoint(_extract_zip(paths[0], workdir))
     wanted = {MODEL_FILE: None, CONFIG_FILE: None}
     for p in paths:
-        name = CONFIG_FILE if p.suffix.lower() == ".json" else MODEL_FILE if p.suffix.lower() == ".safetensors" else None
+        name = (
+            CONFIG_FILE if p.suffix.lower() == ".json" else MODEL_FILE if p.suffix.lower() == ".safetensors" else None
+        )
         if name is None:
             raise CheckpointError(f"{p.name}: expected a .safetensors file, a config .json or a .zip")
         if wanted[name] is not None:

@@ -80,7 +80,9 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
-def train_classifier(data: DigitData, steps: int = 2000, batch_size: int = 128, seed: int = 0) -> tuple[DigitClassifier, float]:
+def train_classifier(
+    data: DigitData, steps: int = 2000, batch_size: int = 128, seed: int = 0
+) -> tuple[DigitClassifier, float]:
     """Train on ``data.train`` with augmentation; returns the model and its held-out accuracy."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)

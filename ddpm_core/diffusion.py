@@ -84,9 +84,10 @@ def q_posterior(
     schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean μ̃_t(x_t, x_0) and variance β̃_t of q(x_{t−1} | x_t, x_0) (eqs. 6–7)."""
-    mean = schedule.at(schedule.posterior_mean_coef_x0, t, x0) * x0 + schedule.at(
-        schedule.posterior_mean_coef_xt, t, x_t
-    ) * x_t
+    mean = (
+        schedule.at(schedule.posterior_mean_coef_x0, t, x0) * x0
+        + schedule.at(schedule.posterior_mean_coef_xt, t, x_t) * x_t
+    )
     return mean, schedule.at(schedule.posterior_variance, t, x_t)
 
 

@@ -336,3 +336,80 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float =
     path.parent.mkdir(parents=True, exist_ok=True)
     iio.imwrite(path, stack, extension=".gif", plugin="pillow", duration=durations, loop=0)
     return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Digit sheets and animations
+# ----------------------------------------------------------------------------------------------
+
+
+def captioned_grid(
+    images: np.ndarray,
+    captions: Sequence[str],
+    colors: Sequence[RGB],
+    ncol: int,
+    scale: int = 3,
+    pad: int = 6,
+    font_size: int = 12,
+) -> np.ndarray:
+    """Grey uint8 images [N, H, W] in rows of ``ncol``, each with a coloured caption underneath; RGB [H', W', 3]."""
+    images = np.asarray(images)
+    if images.ndim != 3 or len(images) == 0 or len(captions) != len(images) or len(colors) != len(images):
+        raise ValueError("need N images [N, H, W] with N captions and N colours")
+    n, h, w = images.shape
+    font = _font(font_size)
+    cell_w = max(w * scale, 8 * font_size // 2 + 8)
+    cell_h = h * scale + font_size + 6
+    cols = min(ncol, n)
+    rows = math.ceil(n / cols)
+    canvas = Image.new("RGB", (cols * (cell_w + pad) + pad, rows * (cell_h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, (image, caption, color) in enumerate(zip(images, captions, colors, strict=True)):
+        r, c = divmod(i, cols)
+        left, top = pad + c * (cell_w + pad), pad + r * (cell_h + pad)
+        tile = Image.fromarray(upscale(image, scale)).convert("RGB")
+        canvas.paste(tile, (left + (cell_w - w * scale) // 2, top))
+        text_w = draw.textlength(caption, font=font)
+        draw.text((left + (cell_w - text_w) / 2, top + h * scale + 2), caption, font=font, fill=color)
+    return np.asarray(canvas).copy()
+
+
+def denoising_frames(
+    xs: Sequence[np.ndarray], pred_x0s: Sequence[np.ndarray], ncol: int, scale: int = 3, gap: int = 12
+) -> list[np.ndarray]:
+    """Two-track animation frames: the grid of x_t on the left, the grid of predicted x̂_0 on the right.
+
+    ``xs[k]`` and ``pred_x0s[k]`` are uint8 [N, H, W] for recorded step k; each frame is [H', W'] uint8.
+    """
+    if len(xs) != len(pred_x0s) or not xs:
+        raise ValueError("need the same, non-zero number of x_t and x̂_0 snapshots")
+    frames = []
+    for x, x0 in zip(xs, pred_x0s, strict=True):
+        left = image_grid(x, nrow=ncol, scale=scale, pad=1)
+        right = image_grid(x0, nrow=ncol, scale=scale, pad=1)
+        spacer = np.full((left.shape[0], gap), 128, dtype=np.uint8)
+        frames.append(np.concatenate([left, spacer, right], axis=1))
+    return frames
+
+
+def labelled_rows(
+    rows: Sequence[np.ndarray], captions: Sequence[str], scale: int = 3, pad: int = 6, font_size: int = 13
+) -> np.ndarray:
+    """Rows of grey uint8 images (each [N_i, H, W]) stacked vertically, each under its caption; RGB uint8."""
+    if not rows or len(rows) != len(captions):
+        raise ValueError("need one caption per row and at least one row")
+    strips = [_as_rgb(image_grid(r, nrow=len(r), scale=scale, pad=1)) for r in rows]
+    font = _font(font_size)
+    line = font_size + 6
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max(math.ceil(measure.textlength(c, font=font)) for c in captions)
+    width = max(max(s.shape[1] for s in strips), text_width) + 2 * pad
+    height = sum(s.shape[0] + line + pad for s in strips) + pad
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    top = pad
+    for strip, caption in zip(strips, captions, strict=True):
+        draw.text((pad, top), caption, font=font, fill=(20, 20, 20))
+        canvas.paste(Image.fromarray(strip), (pad, top + line))
+        top += line + strip.shape[0] + pad
+    return np.asarray(canvas).copy()

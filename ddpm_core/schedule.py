@@ -68,7 +68,9 @@ class NoiseSchedule:
         self.posterior_variance = (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod) * betas
         # μ̃_t = coef_x0 · x_0 + coef_xt · x_t (eq. 7)
         self.posterior_mean_coef_x0 = self.alphas_cumprod_prev.sqrt() * betas / (1.0 - self.alphas_cumprod)
-        self.posterior_mean_coef_xt = self.alphas.sqrt() * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        self.posterior_mean_coef_xt = (
+            self.alphas.sqrt() * (1.0 - self.alphas_cumprod_prev) / (1.0 - self.alphas_cumprod)
+        )
         # SNR(t) = ᾱ_t / (1 − ᾱ_t) (Kingma et al. 2021)
         self.snr = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
         self.log_snr = self.snr.log()

@@ -1,8 +1,8 @@
 """Command line: train a digit model.
 
-    python -m ddpm_core.train --minutes 10 --preset base --out checkpoints/digits-base
-    python -m ddpm_core.train --steps 500 --resume checkpoints/digits-base --out runs/more
-    python -m ddpm_core.train --data mnist --data-root ~/mnist   # full 60k from IDX files
+python -m ddpm_core.train --minutes 10 --preset base --out checkpoints/digits-base
+python -m ddpm_core.train --steps 500 --resume checkpoints/digits-base --out runs/more
+python -m ddpm_core.train --data mnist --data-root ~/mnist   # full 60k from IDX files
 """
 
 from __future__ import annotations
@@ -76,8 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         bar.n = int(p.fraction * 1000)
         bar.set_postfix_str(f"step {p.step} loss {p.loss:.4f} lr {p.lr:.2e}")
 
-    result = train(config, data, out_dir=args.out, resume=resume, callback=on_progress, device=args.device,
-                   name=args.name or Path(args.out).name)
+    result = train(
+        config,
+        data,
+        out_dir=args.out,
+        resume=resume,
+        callback=on_progress,
+        device=args.device,
+        name=args.name or Path(args.out).name,
+    )
     bar.close()
     summary = {
         "steps": result.steps,

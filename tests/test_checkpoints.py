@@ -50,7 +50,7 @@ def test_round_trip_is_bit_exact(saved: tuple[Path, ContextUNet]) -> None:
 def test_interrupted_save_leaves_the_old_checkpoint_loadable_and_unchanged(
     saved: tuple[Path, ContextUNet], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path, model = saved
+    path, _model = saved
     before = file_bytes(path)
     real_replace = os.replace
     calls = []
@@ -120,10 +120,15 @@ def test_missing_and_extra_tensors_are_named(saved: tuple[Path, ContextUNet]) ->
         ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         ('{"format": "other"}', "format"),
-        ('{"format": "ddpm-playground/1", "model": {"channels": [8, 16, 16], "depth": 9}, '
-         '"schedule": {"name": "cosine", "num_steps": 50}}', "unknown U-Net settings"),
-        ('{"format": "ddpm-playground/1", "model": {}, "schedule": {"name": "sigmoid", "num_steps": 50}}',
-         "unknown schedule"),
+        (
+            '{"format": "ddpm-playground/1", "model": {"channels": [8, 16, 16], "depth": 9}, '
+            '"schedule": {"name": "cosine", "num_steps": 50}}',
+            "unknown U-Net settings",
+        ),
+        (
+            '{"format": "ddpm-playground/1", "model": {}, "schedule": {"name": "sigmoid", "num_steps": 50}}',
+            "unknown schedule",
+        ),
     ],
 )
 def test_bad_configs_are_refused(saved: tuple[Path, ContextUNet], config_text: str, message: str) -> None:
@@ -134,7 +139,7 @@ def test_bad_configs_are_refused(saved: tuple[Path, ContextUNet], config_text: s
 
 
 def test_a_pickle_upload_is_refused_without_unpickling(saved: tuple[Path, ContextUNet], tmp_path: Path) -> None:
-    path, model = saved
+    path, _model = saved
     evil = tmp_path / "model.safetensors"
 
     class Boom:
@@ -145,7 +150,7 @@ def test_a_pickle_upload_is_refused_without_unpickling(saved: tuple[Path, Contex
     with pytest.raises(ck.CheckpointError, match="not a readable safetensors"):
         ck.load_uploaded([evil, path / ck.CONFIG_FILE], tmp_path / "work")
     assert not (tmp_path / "pwned").exists()
-    with pytest.raises(ck.CheckpointError, match="expected a .safetensors"):
+    with pytest.raises(ck.CheckpointError, match=r"expected a \.safetensors"):
         ck.load_uploaded([tmp_path / "model.pt", path / ck.CONFIG_FILE], tmp_path / "work2")
 
 
@@ -161,7 +166,7 @@ def test_zip_upload_round_trip_and_bad_zip(saved: tuple[Path, ContextUNet], tmp_
     only_config = tmp_path / "only.zip"
     with zipfile.ZipFile(only_config, "w") as zf:
         zf.write(path / ck.CONFIG_FILE, "ckpt/config.json")
-    with pytest.raises(ck.CheckpointError, match="no model.safetensors"):
+    with pytest.raises(ck.CheckpointError, match=r"no model\.safetensors"):
         ck.load_uploaded([only_config], tmp_path / "w4")
 
 

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from ddpm_core.diffusion import ddim_step, dpm_solver_pp_step, predict_eps, predict_x0, q_sample
-from ddpm_core.schedule import make_schedule
 from ddpm_core.sampling import (
     SamplerSettings,
     Trajectory,
@@ -16,6 +15,7 @@ from ddpm_core.sampling import (
     timesteps_for,
     validate_labels,
 )
+from ddpm_core.schedule import make_schedule
 from ddpm_core.unet import NULL_LABEL, ContextUNet, UNetConfig
 
 

@@ -36,7 +36,7 @@ def test_loss_falls_and_progress_is_reported(tmp_path: Path) -> None:
     reports = []
     result = train(TINY, load_bundled(), out_dir=tmp_path / "run", callback=reports.append, device="cpu")
     assert result.steps == 60 and not result.stopped_early
-    assert [r.step for r in reports] == list(range(5, 61, 5)) + [60]
+    assert [r.step for r in reports] == [*list(range(5, 61, 5)), 60]
     assert reports[-1].done and reports[-1].fraction == 1.0
     assert all(math.isfinite(r.loss) for r in reports)
     # held-out ε-loss of the trained EMA model well below that of an untrained net (which predicts 0: loss ≈ 1)
