@@ -215,8 +215,8 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
         x = x[None]
     if x.ndim not in (3, 4):
         raise ValueError(f"expected [H, W], [C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}")
-    x = ((x.clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
-    return np.ascontiguousarray(x.movedim(-3, -1).numpy())
+    x = x.clamp(-1.0, 1.0).add_(1.0).mul_(127.5).round_().to(torch.uint8)
+    return x.movedim(-3, -1).contiguous().numpy()
 
 
 def from_uint8(array: np.ndarray) -> torch.Tensor:

@@ -10,6 +10,7 @@ Steps follow :mod:`ddpm_core.schedule`: code step t = 0 … T−1 is the paper's
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,16 @@ PIXEL_RANGE = 2.0
 def _generator(seed: int) -> torch.Generator:
     """A CPU generator seeded explicitly, so every view is reproducible from its seed."""
     return torch.Generator(device="cpu").manual_seed(int(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _noise_bank(seed: int, shape: tuple[int, ...], count: int) -> tuple[torch.Tensor, ...]:
+    """The first ``count`` float32 draws of ``seed``, as :func:`_draw_noises` makes them.
+
+    Cached because dragging the t slider asks for the same noise again and again; callers must not
+    modify the returned tensors in place.
+    """
+    return tuple(_draw_noises(torch.empty(shape), count, _generator(seed)))
 
 
 def _draw_noises(like: torch.Tensor, count: int, generator: torch.Generator) -> list[torch.Tensor]:
@@ -98,13 +109,14 @@ def explore_forward(
     if num_samples < 1:
         raise ValueError("num_samples must be at least 1")
     t = int(schedule.check_steps(int(t)))
-    generator = _generator(seed)
-    noises = torch.stack(_draw_noises(x0, num_samples, generator))
+    *sample_noises, prev_noise, step_noise = (
+        n.to(x0.dtype) for n in _noise_bank(int(seed), tuple(x0.shape), num_samples + 2)
+    )
+    noises = torch.stack(sample_noises)
     batch = x0.expand(num_samples, *x0.shape)
     samples, _ = q_sample(schedule, batch, t, noise=noises)
     mean = q_mean(schedule, x0, t)
     # Single-step view: x_{t−1} by the jump to t − 1, then one step of eq. 2.
-    prev_noise, step_noise = _draw_noises(x0, 2, generator)
     x_prev = x0 if t == 0 else q_sample(schedule, x0, t - 1, noise=prev_noise)[0]
     x_step, _ = q_step_sample(schedule, x_prev, t, noise=step_noise)
     return ForwardView(
@@ -116,7 +128,7 @@ def explore_forward(
         noises=noises,
         x_prev=x_prev,
         x_step=x_step,
-        step_noise=step_noise,
+        step_noise=step_noise.clone(),  # the bank's tensor stays private
     )
 
 
@@ -152,7 +164,7 @@ def reconstruct_oracle(x0: torch.Tensor, schedule: NoiseSchedule, t: int, seed: 
         raise ValueError(f"x0 must be one image [C, H, W], got shape {tuple(x0.shape)}")
     t = int(schedule.check_steps(int(t)))
     x0 = x0.to(torch.float64)
-    (noise,) = _draw_noises(x0, 1, _generator(seed))
+    noise = _noise_bank(int(seed), tuple(x0.shape), 1)[0].to(torch.float64)  # .to() copies: float32 → 64
     x_t, _ = q_sample(schedule, x0, t, noise=noise)
     x0_hat = predict_x0(schedule, x_t, t, noise)
     posterior_mean, posterior_var = q_posterior(schedule, x0_hat, x_t, t)
