@@ -19,16 +19,39 @@ import argparse
 import functools
 import logging
 import math
-from collections.abc import Callable
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
 import numpy as np
+import pandas as pd
+import torch
 
+from ddpm_core import data as digits
 from ddpm_core import oracle, pictures
+from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint, load_uploaded, zip_checkpoint
+from ddpm_core.classifier import DigitClassifier, classify, diversity, load_classifier
 from ddpm_core.images import ImageInputError, LoadedImage, load_image_info, to_uint8
+from ddpm_core.live import JobStatus, LiveModel, TrainingBusyError, TrainingJob, runs_root
+from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
+from ddpm_core.sampling import (
+    SampleResult,
+    SamplerSettings,
+    SamplingCancelled,
+    StepInfo,
+    Trajectory,
+    sample,
+    validate_labels,
+    validate_settings,
+)
 from ddpm_core.schedule import SCHEDULE_NAMES, NoiseSchedule, make_schedule
+from ddpm_core.training import TrainConfig
+from ddpm_core.unet import WIDTH_PRESETS
 
 LOG = logging.getLogger("ddpm_playground")
 
@@ -374,6 +397,471 @@ def _next_seed(seed: Any) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+# Tabs 3 and 4: the digit model (shared by every user of this server)
+# ----------------------------------------------------------------------------------------------
+
+LIVE = LiveModel()
+JOB = TrainingJob()
+CLASS_CHOICES = [str(c) for c in range(10)]
+MAX_PER_CLASS = 8
+MAX_SWEEP_WS = 8
+GRID_SCALE = 3
+OK_COLOR, BAD_COLOR = (22, 120, 50), (200, 30, 30)
+MAX_TRAIN_MINUTES = 30
+TRAIN_POLL_S = 1.0
+FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training the live model"
+GIF_FRAMES = 25  # at most about this many frames per denoising GIF
+STREAM_EVERY_S = 0.3  # how often a running sampler's x̂₀ is streamed to the page
+DEFAULT_W = 3.0
+
+
+@functools.cache
+def _digit_data() -> digits.DigitData:
+    return digits.load_digits("bundled")
+
+
+@functools.cache
+def _classifier() -> DigitClassifier:
+    return load_classifier()
+
+
+def _live() -> LoadedModel:
+    try:
+        return LIVE.get()
+    except CheckpointError as err:
+        raise _user_error(f"The shipped model could not be loaded ({err}). Upload or train one in tab 3.") from None
+
+
+def _workdir(kind: str) -> Path:
+    """A fresh private folder under the app's runs root for one request's files."""
+    folder = runs_root() / kind / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _metrics_table(metrics: dict[str, Any]) -> str:
+    rows = metrics.get("by_w") or []
+    if not rows:
+        return "_No quality measurements stored with this model._"
+    lines = [
+        f"Measured with the project's classifier, {metrics.get('sampler', {}).get('name', '?')} "
+        f"{metrics.get('sampler', {}).get('steps', '?')} steps; real-vs-real Fréchet floor "
+        f"{metrics.get('real_vs_real_frechet_distance', '?')}.",
+        "",
+        "| w | accuracy | Fréchet distance | samples |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['w']:g} | {100 * r['accuracy']:.1f}% | {r['frechet_distance']:.2f} | {r['samples']} |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def model_info() -> str:
+    """Markdown describing the live model: name, size, schedule, training, data and measured quality."""
+    s = _live().summary()
+    steps = s["training_steps"]
+    minutes = s["training_minutes"]
+    trained = f"{steps:,} steps" if steps is not None else "unknown steps"
+    if minutes is not None:
+        trained += f" in {minutes:g} min"
+    return (
+        f"**Live model: `{s['name']}`** — {s['parameters']:,} parameters, channels {s['channels']}, "
+        f"{s['schedule']}; trained {trained} on {s['data'] or 'unknown data'}.\n\n" + _metrics_table(s["metrics"])
+    )
+
+
+@friendly_errors
+def load_model(files: Any) -> str:
+    """Load an uploaded checkpoint (model.safetensors + config.json, or a zip) and make it live."""
+    paths = [_file_path(f) for f in (files or [])]
+    try:
+        loaded = load_uploaded(paths, _workdir("uploads"))
+    except CheckpointError as err:
+        raise _user_error(f"That checkpoint was not loaded: {err}. The live model is unchanged.") from None
+    LIVE.swap(loaded)
+    return "Loaded. " + model_info()
+
+
+def _file_path(f: Any) -> str:
+    if isinstance(f, dict):
+        return str(f.get("path") or "")
+    return str(getattr(f, "path", f) or "")
+
+
+@friendly_errors
+def download_model() -> str:
+    """A zip of the live model's folder (model.safetensors + config.json)."""
+    loaded = _live()
+    if loaded.path is None:
+        raise ValueError("The live model has no folder on disk to download.")
+    return str(zip_checkpoint(loaded.path, _workdir("downloads") / f"{loaded.name}.zip"))
+
+
+def _loss_frame(status: JobStatus) -> pd.DataFrame:
+    return pd.DataFrame({"step": status.steps_seen, "loss": status.losses})
+
+
+def _training_message(status: JobStatus) -> str:
+    if status.error:
+        return f"**Training failed:** {status.error}"
+    loss = f"{status.losses[-1]:.4f}" if status.losses else "—"
+    if status.running:
+        return (
+            f"Training… step **{status.step}**, loss {loss}, {100 * status.fraction:.0f}% of the budget, "
+            f"{status.elapsed_s:.0f} s elapsed, about {status.eta_s:.0f} s left."
+        )
+    if status.checkpoint is None:
+        return "No training run yet."
+    how = "stopped" if status.stopped_early else "finished"
+    return (
+        f"Training {how} at step **{status.step}** (loss {loss}); checkpoint saved. "
+        "Use it as the live model or download it below."
+    )
+
+
+def _preview_image(status: JobStatus) -> np.ndarray | None:
+    if status.preview is None:
+        return None
+    return pictures.image_grid(status.preview, nrow=10, scale=4, pad=2, pad_value=40)
+
+
+def _train_config(minutes: Any, steps: Any, preset: str, batch: Any, lr: Any, drop: Any, seed: Any) -> TrainConfig:
+    minutes_f = float(minutes) if minutes not in (None, "") else 0.0
+    steps_i = int(float(steps)) if steps not in (None, "") else 0
+    if minutes_f <= 0 and steps_i <= 0:
+        raise ValueError("Give the run a time budget (minutes) or a number of steps.")
+    if minutes_f > MAX_TRAIN_MINUTES:
+        raise ValueError(f"In the app a run may last at most {MAX_TRAIN_MINUTES} minutes; use the CLI for more.")
+    return TrainConfig(
+        preset=preset,
+        batch_size=int(float(batch)),
+        lr=float(lr),
+        max_minutes=minutes_f if minutes_f > 0 else None,
+        max_steps=steps_i if steps_i > 0 else None,
+        context_drop_prob=float(drop),
+        seed=int(float(seed)),
+        bf16=True,
+        checkpoint_every_s=30.0,
+        report_every=5,
+    )
+
+
+def train_model(
+    minutes: Any,
+    steps: Any,
+    preset: str,
+    batch: Any,
+    lr: Any,
+    drop: Any,
+    seed: Any,
+    start_from: str,
+    progress: gr.Progress = gr.Progress(),
+) -> Iterator[tuple[str, pd.DataFrame, np.ndarray | None]]:
+    """Start a training run and stream its status, loss curve and preview grid until it ends."""
+    try:
+        config = _train_config(minutes, steps, preset, batch, lr, drop, seed)
+        config.validate()
+    except (ValueError, TypeError) as err:
+        raise _user_error(str(err)) from None
+    resume = None
+    if start_from == RESUME_CHOICE:
+        live = _live()
+        resume = load_checkpoint(live.path, with_training_state=True) if live.path else live
+    try:
+        JOB.start(config, _digit_data(), resume)
+    except TrainingBusyError as err:
+        raise _user_error(str(err).capitalize() + ".") from None
+    while True:
+        status = JOB.status()
+        progress(status.fraction, desc=f"step {status.step}")
+        yield _training_message(status), _loss_frame(status), _preview_image(status)
+        if not status.running:
+            break
+        time.sleep(TRAIN_POLL_S)
+
+
+def stop_training() -> str:
+    """Ask the running job to stop; it saves its last checkpoint within a step."""
+    if not JOB.running:
+        return "No training run is going."
+    JOB.stop()
+    return "Stopping after the current step…"
+
+
+@friendly_errors
+def use_trained_model() -> str:
+    """Make the last trained checkpoint the live model."""
+    try:
+        loaded = JOB.load_result()
+    except (TrainingBusyError, FileNotFoundError) as err:
+        raise _user_error(str(err).capitalize() + ".") from None
+    LIVE.swap(loaded)
+    return "The trained model is now live. " + model_info()
+
+
+@friendly_errors
+def download_trained_model() -> str:
+    """A zip of the last trained checkpoint."""
+    status = JOB.status()
+    if status.running or status.checkpoint is None:
+        raise ValueError("No finished training run to download yet.")
+    return str(zip_checkpoint(status.checkpoint, _workdir("downloads") / f"{status.checkpoint.name}.zip"))
+
+
+# --- tab 4 ---
+
+
+def _labels(classes: Any, per_class: Any) -> torch.Tensor:
+    chosen = sorted({int(c) for c in (classes or [])})
+    if not chosen:
+        raise ValueError("Choose at least one digit class.")
+    k = int(float(per_class))
+    if not 1 <= k <= MAX_PER_CLASS:
+        raise ValueError(f"Samples per class must lie in 1…{MAX_PER_CLASS}.")
+    return validate_labels(chosen).repeat_interleave(k)
+
+
+def _settings(w: Any, sampler: str, steps: Any, eta: Any, seed: Any) -> SamplerSettings:
+    return SamplerSettings(w=float(w), sampler=sampler, steps=int(float(steps)), eta=float(eta), seed=_seed(seed))
+
+
+def _verdict_sheet(images: np.ndarray, labels: np.ndarray, ncol: int) -> tuple[np.ndarray, float]:
+    verdict = classify(_classifier(), digits.to_model_range(images))
+    ok = verdict.predicted == labels
+    captions = [f"{p} · {100 * c:.0f}%" for p, c in zip(verdict.predicted, verdict.confidence, strict=True)]
+    colors = [OK_COLOR if good else BAD_COLOR for good in ok]
+    return pictures.captioned_grid(images, captions, colors, ncol=ncol, scale=GRID_SCALE), float(ok.mean())
+
+
+def sample_digits(
+    classes: Any,
+    per_class: Any,
+    w: Any,
+    sampler: str,
+    steps: Any,
+    eta: Any,
+    seed: Any,
+    progress: gr.Progress = gr.Progress(),
+) -> Iterator[tuple[Any, Any, Any, str]]:
+    """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet, GIF and files."""
+    try:
+        labels = _labels(classes, per_class)
+        settings = _settings(w, sampler, steps, eta, seed)
+        loaded = _live()
+        validate_settings(settings, loaded.schedule)
+    except ValueError as err:
+        raise _user_error(str(err)) from None
+    k = int(float(per_class))
+    total = loaded.schedule.num_steps if settings.sampler == "ddpm" else settings.steps
+    trajectory = Trajectory(every=max(1, total // GIF_FRAMES))
+    cancel = threading.Event()
+    latest: dict[str, Any] = {}
+
+    def on_step(info: StepInfo) -> None:
+        if cancel.is_set():
+            raise SamplingCancelled
+        trajectory(info)
+        latest["info"] = info
+
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["result"] = sample(loaded.model, loaded.schedule, labels, settings, callback=on_step)
+        except SamplingCancelled:
+            outcome["cancelled"] = True
+        except Exception as exc:  # reported below, never as a stack trace in the page
+            LOG.exception("sampling failed")
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="ddpm-sampling", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(STREAM_EVERY_S)
+            info = latest.get("info")
+            if info is not None and thread.is_alive():
+                progress((info.index + 1, info.total), desc="denoising", unit="steps")
+                preview = pictures.image_grid(digits.to_uint8(info.pred_x0), nrow=k, scale=GRID_SCALE, pad=1)
+                yield preview, None, None, f"step {info.index + 1} of {info.total}: the model's current x̂₀"
+    finally:
+        if thread.is_alive():  # the page cancelled us (Cancel button or closed tab): stop the sampler too
+            cancel.set()
+    if "error" in outcome:
+        raise _user_error("Sampling failed unexpectedly; please try again.")
+    if "result" not in outcome:
+        return
+    result: SampleResult = outcome["result"]
+    images = digits.to_uint8(result.images)
+    labels_np = result.labels.numpy()
+    sheet, accuracy = _verdict_sheet(images, labels_np, k)
+    folder = _workdir("samples")
+    stem = f"digits-w{settings.w:g}-{settings.sampler}-seed{settings.seed}"
+    png = pictures.save_png(sheet, folder / f"{stem}.png")
+    npz = folder / f"{stem}.npz"
+    np.savez_compressed(npz, images=images, labels=labels_np.astype(np.int64))
+    frames = pictures.denoising_frames(
+        [digits.to_uint8(x) for x in trajectory.xs],
+        [digits.to_uint8(x) for x in trajectory.pred_x0s],
+        k,
+        scale=GRID_SCALE,
+    )
+    gif = pictures.save_gif(frames, folder / f"{stem}.gif", fps=12, hold_last=1.5)
+    summary = (
+        f"{len(images)} digits in **{result.seconds:.2f} s** ({result.network_evaluations} network passes, "
+        f"{settings.sampler}, w = {settings.w:g}, seed {settings.seed}). The classifier reads "
+        f"**{100 * accuracy:.0f}%** as the class asked for (green: agrees, red: disagrees). "
+        f"The GIF has {len(frames)} frames: x_t on the left, the model's x̂₀ on the right."
+    )
+    yield sheet, str(gif), [str(png), str(gif), str(npz)], summary
+
+
+def _parse_ws(text: Any) -> list[float]:
+    try:
+        ws = [float(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ValueError("Write the guidance weights as numbers separated by commas, e.g. 0, 1, 3, 5.") from None
+    if not ws or len(ws) > MAX_SWEEP_WS:
+        raise ValueError(f"Give between 1 and {MAX_SWEEP_WS} guidance weights.")
+    return ws
+
+
+@friendly_errors
+def guidance_sweep(
+    classes: Any, per_class: Any, ws_text: Any, sampler: str, steps: Any, eta: Any, seed: Any,
+    progress: gr.Progress = gr.Progress(),
+) -> tuple[np.ndarray, np.ndarray, str]:  # fmt: skip
+    """The same starting noise at several w: a sheet (rows = w, columns = class) and accuracy/diversity vs w."""
+    ws = _parse_ws(ws_text)
+    labels = _labels(classes, per_class)
+    loaded = _live()
+    base = _settings(ws[0], sampler, steps, eta, seed)
+    for w in ws:
+        validate_settings(replace(base, w=w), loaded.schedule)
+    noise = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(base.seed))
+    k = int(float(per_class))
+    first_of_class = np.arange(0, len(labels), k)
+    rows, captions, accuracy, spread = [], [], [], []
+    for w in progress.tqdm(ws, desc="sweeping w"):
+        result = sample(loaded.model, loaded.schedule, labels, replace(base, w=w), noise=noise)
+        verdict = classify(_classifier(), result.images)
+        accuracy.append(float((verdict.predicted == result.labels.numpy()).mean()))
+        spread.append(diversity(verdict.features, result.labels.numpy()))
+        rows.append(digits.to_uint8(result.images)[first_of_class])
+        captions.append(f"w = {w:g}: {100 * accuracy[-1]:.0f}% read correctly, diversity {spread[-1]:.2f}")
+    sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE)
+    order = np.argsort(ws)
+    plot = pictures.render_curves(
+        np.array(ws)[order],
+        [
+            pictures.CurvePanel(
+                "classifier accuracy", "accuracy", {"accuracy": np.array(accuracy)[order]}, ylim=(0, 1.02)
+            ),
+            pictures.CurvePanel(
+                "diversity (mean feature distance within a class)", "diversity", {"diversity": np.array(spread)[order]}
+            ),
+        ],
+        xlabel="guidance weight w",
+    ).image
+    table = "| w | accuracy | diversity |\n|---|---|---|\n" + "\n".join(
+        f"| {w:g} | {100 * a:.0f}% | {d:.2f} |" for w, a, d in zip(ws, accuracy, spread, strict=True)
+    )
+    note = (
+        f"Same starting noise for every row ({len(labels)} digits per w, {k} per class; the sheet shows the "
+        "first of each class). Higher w usually raises accuracy and lowers diversity.\n\n" + table
+    )
+    return sheet, plot, note
+
+
+COMPARISONS: tuple[tuple[str, int], ...] = (("ddpm", 0), ("ddim", 50), ("ddim", 10), ("dpmpp", 15), ("dpmpp", 8))
+
+
+@friendly_errors
+def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr.Progress()) -> tuple[np.ndarray, str]:
+    """DDPM over all T, DDIM and DPM-Solver++ at several step counts, all from the same x_T."""
+    labels = _labels(classes, 1)
+    loaded = _live()
+    noise = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(_seed(seed)))
+    rows, captions, lines = [], [], []
+    for name, steps in progress.tqdm(COMPARISONS, desc="sampling"):
+        settings = SamplerSettings(w=float(w), sampler=name, steps=steps or 1, seed=_seed(seed))  # type: ignore[arg-type]
+        validate_settings(settings, loaded.schedule)
+        result = sample(loaded.model, loaded.schedule, labels, settings, noise=noise)
+        verdict = classify(_classifier(), result.images)
+        acc = float((verdict.predicted == result.labels.numpy()).mean())
+        rows.append(digits.to_uint8(result.images))
+        label = f"{name.upper()} {result.network_evaluations} steps"
+        captions.append(f"{label}: {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
+        lines.append(f"| {label} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
+    note = (
+        "Every row starts from the same $x_T$. DDPM adds fresh noise at each of its T steps; DDIM with "
+        "η = 0 and DPM-Solver++ are deterministic given $x_T$.\n\n| sampler | time | accuracy |\n|---|---|---|\n"
+        + "\n".join(lines)
+    )
+    return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
+
+
+# --- model vs oracle (tab 2, when a model is live) ---
+
+EPS_DISPLAY = 3.0  # ε maps are shown as ε/3 like tab 1
+
+
+@friendly_errors
+def model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any) -> tuple[np.ndarray, str]:
+    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, and the error maps."""
+    loaded = _live()
+    label, k = int(float(digit)), int(float(index))
+    held = _digit_data().held_out
+    of_class = np.flatnonzero(held.labels == label)
+    if not 0 <= label <= 9 or not 0 <= k < len(of_class):
+        raise ValueError(f"Choose a digit 0–9 and an example 0–{len(of_class) - 1}.")
+    step = int(float(t))
+    if not 0 <= step < loaded.schedule.num_steps:
+        raise ValueError(f"t must lie in 0…{loaded.schedule.num_steps - 1} for this model.")
+    x0 = digits.to_model_range(held.images[of_class[k] : of_class[k] + 1])
+    view = compare_with_oracle(loaded.model, loaded.schedule, x0, label, step, seed=_seed(seed))
+
+    def grey(x: torch.Tensor, scale: float = 1.0) -> np.ndarray:
+        return digits.to_uint8(x / scale)[0]
+
+    eps_err = (view.eps_model - view.eps_true).abs()
+    x0_err = (view.x0_model.clamp(-1, 1) - view.x0).abs()
+    tiles = [
+        grey(view.x0), grey(view.x_t), grey(view.eps_true, EPS_DISPLAY), grey(view.eps_model, EPS_DISPLAY),
+        grey(eps_err * 2 - 1, EPS_DISPLAY / 2), grey(view.x0), grey(view.x0_model), grey(x0_err - 1),
+    ]  # fmt: skip
+    captions = [
+        "x₀", f"x_t (t={step})", "true ε", "model ε_θ", "|ε − ε_θ|", "oracle x̂₀ = x₀", "model x̂₀", "|x̂₀ − x₀|",
+    ]  # fmt: skip
+    strip = pictures.labelled_strip(tiles, captions, scale=4, font_size=13)
+    note = (
+        f"ε error (mean squared, per pixel): **{view.eps_mse:.4f}**; ℓ1 of the model's x̂₀ against x₀: "
+        f"**{view.x0_l1:.4f}** (the oracle's is 0). Error maps: black = 0, white = 1.5 for ε and 1 for x̂₀."
+    )
+    return strip, note
+
+
+@functools.lru_cache(maxsize=4)
+def _loss_curve_for(version: int) -> np.ndarray:
+    loaded = _live()
+    held = _digit_data().held_out
+    ts, losses = loss_by_t(
+        loaded.model, loaded.schedule, digits.to_model_range(held.images), torch.as_tensor(held.labels), num_t=40
+    )
+    panel = pictures.CurvePanel("ε-prediction loss on the 1,000 held-out digits", "mean ‖ε − ε_θ‖² per pixel",
+                                {"loss": losses}, log_y=True)  # fmt: skip
+    return pictures.render_curves(ts, [panel], xlabel=f"t (T = {loaded.schedule.num_steps})").image
+
+
+@friendly_errors
+def model_loss_curve() -> np.ndarray:
+    """The live model's L_simple (eq. 14) against t over the held-out digits."""
+    _live()
+    return _loss_curve_for(LIVE.version)
+
+
+# ----------------------------------------------------------------------------------------------
 # Layout
 # ----------------------------------------------------------------------------------------------
 
@@ -506,6 +994,163 @@ def _oracle_tab(demo: gr.Blocks, tab: gr.Tab, follow: dict[str, gr.components.Co
     )
 
 
+MODEL_ORACLE_INTRO = r"""
+#### The trained model next to the oracle
+The oracle above *knows* $\epsilon$. The network only sees $x_t$, $t$ and the class, and has to guess it.
+Pick a held-out digit (never seen in training) and a step of the model's own schedule to compare the two.
+"""
+
+TRAIN_INTRO = r"""
+### A class-conditional ε-model for digits
+The network $\epsilon_\theta(x_t, t, c)$ learns to predict the noise in $x_t$, minimising
+$\lVert \epsilon - \epsilon_\theta(x_t, t, c) \rVert^2$ (eq. 14). Now and then the class $c$ is replaced by
+"no class", so the same network also learns the unconditional $\epsilon_\theta(x_t, t, \varnothing)$ that
+guidance needs. Training here uses the 4,000 real MNIST digits that ship with the app and this server's CPU;
+one run at a time for everyone using this server. The live model (what the Sample tab uses) changes only
+when you load one or click *Use the trained model*.
+"""
+
+SAMPLE_INTRO = r"""
+### Sampling with classifier-free guidance
+Each step asks the network twice, with and without the class, and mixes the answers:
+$$\tilde\epsilon = w\,\epsilon_\theta(x_t, c) + (1-w)\,\epsilon_\theta(x_t, \varnothing).$$
+$w = 0$ ignores the class, $w = 1$ is the plain conditional model, $w > 1$ pushes harder toward the class
+(sharper, more readable, less varied digits). Papers often write $(1+w')\,\epsilon_c - w'\,\epsilon_\varnothing$:
+that is the same thing with $w = 1 + w'$. Under each digit: what the project's classifier reads and how sure it is.
+"""
+
+SAMPLER_CHOICES = [("DPM-Solver++ (2M)", "dpmpp"), ("DDIM", "ddim"), ("DDPM, all T steps", "ddpm")]
+
+
+def _model_oracle_section() -> None:
+    """Tab 2, below the oracle: the live model's ε and x̂₀ against the truth, and its loss against t."""
+    gr.Markdown(MODEL_ORACLE_INTRO, latex_delimiters=LATEX)
+    with gr.Row():
+        digit = gr.Slider(0, 9, value=3, step=1, label="digit", elem_id="mvo-digit")
+        index = gr.Slider(0, 99, value=0, step=1, label="held-out example", elem_id="mvo-index")
+        step = gr.Slider(0, 249, value=100, step=1, label="step t (model's schedule, T = 250)", elem_id="mvo-t")
+        seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed", elem_id="mvo-seed")
+    strip = _output_image("model vs oracle", fmt="png")
+    note = gr.Markdown()
+    loss_button = gr.Button("Plot the model's loss against t over the held-out digits")
+    loss_plot = _output_image("ε-loss against t", fmt="png")
+    inputs = [digit, index, step, seed]
+    gr.on(
+        [b.release for b in (digit, index, step)] + [seed.submit],
+        model_vs_oracle, inputs, [strip, note],
+        api_name="model_vs_oracle", trigger_mode="always_last", show_progress="minimal",
+    )  # fmt: skip
+    loss_button.click(model_loss_curve, None, loss_plot, api_name="model_loss_curve", concurrency_limit=1)
+
+
+def _train_tab(demo: gr.Blocks) -> None:
+    """Tab 3: which model is live, load/download a checkpoint, or train one with live progress."""
+    gr.Markdown(TRAIN_INTRO, latex_delimiters=LATEX)
+    info = gr.Markdown(elem_id="model-info")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("#### Load or download a checkpoint")
+            upload = gr.File(
+                file_count="multiple", file_types=[".safetensors", ".json", ".zip"], type="filepath",
+                label="model.safetensors + config.json, or one .zip of the folder", elem_id="ckpt-upload",
+            )  # fmt: skip
+            load_button = gr.Button("Load and make live", elem_id="ckpt-load")
+            download_button = gr.Button("Download the live model (.zip)")
+            download_file = gr.File(label="live model", interactive=False)
+        with gr.Column(scale=1, min_width=300):
+            gr.Markdown("#### Train")
+            with gr.Row():
+                minutes = gr.Number(1, minimum=0, maximum=MAX_TRAIN_MINUTES, label="minutes (0 = no limit)",
+                                    elem_id="train-minutes")  # fmt: skip
+                steps = gr.Number(0, precision=0, minimum=0, label="steps (0 = no limit)", elem_id="train-steps")
+            with gr.Row():
+                preset = gr.Dropdown(list(WIDTH_PRESETS), value="small", label="width", elem_id="train-preset")
+                batch = gr.Slider(16, 256, value=128, step=16, label="batch size")
+            with gr.Row():
+                lr = gr.Number(2e-3, minimum=1e-6, maximum=1.0, label="learning rate")
+                drop = gr.Slider(0, 0.5, value=0.15, step=0.05, label="context-drop probability")
+            with gr.Row():
+                seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed")
+                start_from = gr.Radio([FRESH_CHOICE, RESUME_CHOICE], value=FRESH_CHOICE, label="start")
+            with gr.Row():
+                start = gr.Button("Start training", variant="primary", elem_id="train-start")
+                stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    status = gr.Markdown(elem_id="train-status")
+    with gr.Row():
+        loss_plot = gr.LinePlot(x="step", y="loss", title="training loss", height=260, elem_id="train-loss")
+        preview = gr.Image(label="preview: one digit per class, EMA weights", format="png", interactive=False,
+                           elem_id="train-preview")  # fmt: skip
+    with gr.Row():
+        use = gr.Button("Use the trained model", elem_id="train-use")
+        download_trained = gr.Button("Download the trained model (.zip)")
+    trained_file = gr.File(label="trained model", interactive=False)
+
+    demo.load(model_info, None, info, api_name="model_info")
+    load_button.click(load_model, upload, info, api_name="load_model", concurrency_limit=1)
+    download_button.click(download_model, None, download_file, api_name="download_model")
+    run = start.click(lambda: gr.update(interactive=False), None, start, queue=False, api_visibility="private")
+    run = run.then(
+        train_model, [minutes, steps, preset, batch, lr, drop, seed, start_from], [status, loss_plot, preview],
+        api_name="train_model", concurrency_limit=4, concurrency_id="train",
+    )  # fmt: skip
+    run.then(lambda: gr.update(interactive=True), None, start, queue=False, api_visibility="private")
+    stop.click(stop_training, None, status, api_name="stop_training", concurrency_limit=None)
+    use.click(use_trained_model, None, info, api_name="use_trained_model", concurrency_limit=1)
+    download_trained.click(download_trained_model, None, trained_file, api_name="download_trained_model")
+
+
+def _sample_tab() -> None:
+    """Tab 4: guided sampling with a verdict sheet and GIF, a guidance sweep and a sampler comparison."""
+    gr.Markdown(SAMPLE_INTRO, latex_delimiters=LATEX)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            classes = gr.CheckboxGroup(CLASS_CHOICES, value=CLASS_CHOICES, label="digits", elem_id="sample-classes")
+            per_class = gr.Slider(1, MAX_PER_CLASS, value=1, step=1, label="samples per digit")
+            w = gr.Slider(0, 8, value=DEFAULT_W, step=0.1, label="guidance weight w", elem_id="sample-w")
+            sampler = gr.Radio(SAMPLER_CHOICES, value="dpmpp", label="sampler", elem_id="sample-sampler")
+            steps = gr.Slider(1, 250, value=SamplerSettings().steps, step=1, label="steps (DDIM and DPM-Solver++)")
+            eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM η (0 deterministic, 1 DDPM-like)")
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed")
+            with gr.Row():
+                go = gr.Button("Sample", variant="primary", elem_id="sample-go")
+                cancel = gr.Button("Cancel", elem_id="sample-cancel")
+        with gr.Column(scale=2):
+            sheet = gr.Image(label="samples with the classifier's verdict", format="png", interactive=False,
+                             elem_id="sample-sheet")  # fmt: skip
+            summary = gr.Markdown(elem_id="sample-summary")
+            gif = gr.Image(label="denoising: x_t (left) and the model's x̂₀ (right)", type="filepath",
+                           interactive=False, elem_id="sample-gif")  # fmt: skip
+            files = gr.File(label="downloads: PNG, GIF, npz", file_count="multiple", interactive=False)
+    with gr.Accordion("Guidance sweep: the same noise at several w", open=False):
+        with gr.Row():
+            ws = gr.Textbox("0, 1, 2, 3, 5, 8", label="w values (comma-separated)", elem_id="sweep-ws")
+            sweep_per_class = gr.Slider(2, MAX_PER_CLASS, value=4, step=1, label="samples per digit (for diversity)")
+            sweep_go = gr.Button("Sweep", elem_id="sweep-go")
+        sweep_sheet = _output_image("rows: w, columns: digits", fmt="png")
+        with gr.Row():
+            sweep_plot = _output_image("accuracy and diversity against w", fmt="png")
+            sweep_note = gr.Markdown()
+    with gr.Accordion("Same noise, different samplers", open=False):
+        compare_go = gr.Button("Compare DDPM, DDIM and DPM-Solver++", elem_id="compare-go")
+        compare_sheet = _output_image("one row per sampler", fmt="png")
+        compare_note = gr.Markdown(latex_delimiters=LATEX)
+
+    event = go.click(
+        sample_digits, [classes, per_class, w, sampler, steps, eta, seed], [sheet, gif, files, summary],
+        api_name="sample_digits", concurrency_limit=2, concurrency_id="sampling",
+    )  # fmt: skip
+    cancel.click(None, None, None, cancels=[event])
+    sweep_inputs = [classes, sweep_per_class, ws, sampler, steps, eta, seed]
+    sweep_go.click(
+        guidance_sweep, sweep_inputs, [sweep_sheet, sweep_plot, sweep_note],
+        api_name="guidance_sweep", concurrency_limit=2, concurrency_id="sampling",
+    )  # fmt: skip
+    compare_go.click(
+        compare_samplers, [classes, w, seed], [compare_sheet, compare_note],
+        api_name="compare_samplers", concurrency_limit=2, concurrency_id="sampling",
+    )  # fmt: skip
+
+
 def build_demo() -> gr.Blocks:
     """The whole app: one gr.Tabs with a function per tab."""
     with gr.Blocks(title="DDPM Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
@@ -515,9 +1160,11 @@ def build_demo() -> gr.Blocks:
                 forward_inputs = _forward_tab(demo)
             with gr.Tab("Oracle reconstruction", id="oracle") as oracle_tab:
                 _oracle_tab(demo, oracle_tab, forward_inputs)
-            # Tabs 3 ("Train or load") and 4 ("Sample") go here, each as
-            #     with gr.Tab("…", id="…"):
-            #         _train_tab(demo) / _sample_tab(demo)
+                _model_oracle_section()
+            with gr.Tab("Train or load", id="train"):
+                _train_tab(demo)
+            with gr.Tab("Sample", id="sample"):
+                _sample_tab()
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

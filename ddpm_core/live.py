@@ -45,12 +45,14 @@ class LiveModel:
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
+        self.version = 0  # changes whenever a different model becomes live (for caches keyed on it)
 
     def get(self) -> LoadedModel:
         """The live model, loading the default one on first use."""
         with self._lock:
             if self._loaded is None:
                 self._loaded = self._loader()
+                self.version += 1
             return self._loaded
 
     def peek(self) -> LoadedModel | None:
@@ -61,6 +63,7 @@ class LiveModel:
         """Make ``new`` live; returns the model it replaced."""
         with self._lock:
             old, self._loaded = self._loaded, new
+            self.version += 1
             return old
 
 
