@@ -622,7 +622,7 @@ def _labels(classes: Any, per_class: Any) -> torch.Tensor:
     return validate_labels(chosen).repeat_interleave(k)
 
 
-def _settings(w: Any, sampler: str, steps: Any, eta: Any, seed: Any) -> SamplerSettings:
+def _sampler_settings(w: Any, sampler: str, steps: Any, eta: Any, seed: Any) -> SamplerSettings:
     return SamplerSettings(w=float(w), sampler=sampler, steps=int(float(steps)), eta=float(eta), seed=_seed(seed))
 
 
@@ -647,7 +647,7 @@ def sample_digits(
     """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet, GIF and files."""
     try:
         labels = _labels(classes, per_class)
-        settings = _settings(w, sampler, steps, eta, seed)
+        settings = _sampler_settings(w, sampler, steps, eta, seed)
         loaded = _live()
         validate_settings(settings, loaded.schedule)
     except ValueError as err:
@@ -736,7 +736,7 @@ def guidance_sweep(
     ws = _parse_ws(ws_text)
     labels = _labels(classes, per_class)
     loaded = _live()
-    base = _settings(ws[0], sampler, steps, eta, seed)
+    base = _sampler_settings(ws[0], sampler, steps, eta, seed)
     for w in ws:
         validate_settings(replace(base, w=w), loaded.schedule)
     noise = torch.randn(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(base.seed))
