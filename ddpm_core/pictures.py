@@ -384,11 +384,16 @@ def denoising_frames(
     if len(xs) != len(pred_x0s) or not xs:
         raise ValueError("need the same, non-zero number of x_t and x̂_0 snapshots")
     frames = []
-    for x, x0 in zip(xs, pred_x0s, strict=True):
+    for k, (x, x0) in enumerate(zip(xs, pred_x0s, strict=True)):
         left = image_grid(x, nrow=ncol, scale=scale, pad=1)
         right = image_grid(x0, nrow=ncol, scale=scale, pad=1)
         spacer = np.full((left.shape[0], gap), 128, dtype=np.uint8)
-        frames.append(np.concatenate([left, spacer, right], axis=1))
+        frame = np.concatenate([left, spacer, right], axis=1)
+        # a progress bar along the bottom: shows how far the chain is, and keeps every frame distinct
+        # (GIF writers merge identical consecutive frames, which would hide recorded steps)
+        bar = np.full((4, frame.shape[1]), 40, dtype=np.uint8)
+        bar[:, : round(frame.shape[1] * (k + 1) / len(xs))] = 220
+        frames.append(np.concatenate([frame, bar], axis=0))
     return frames
 
 
