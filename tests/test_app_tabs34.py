@@ -57,11 +57,9 @@ def error_text(excinfo: pytest.ExceptionInfo) -> str:
 
 
 def last(generator: Iterator) -> tuple:
-    out = None
-    for out in generator:
-        pass
-    assert out is not None
-    return out
+    outputs = list(generator)
+    assert outputs, "the handler yielded nothing"
+    return outputs[-1]
 
 
 # ---------------------------------------------------------------------------------------------- tab 3
@@ -222,6 +220,7 @@ def test_tab34_endpoints_over_the_api(gradio_client, tiny_dir: Path) -> None:
         ["1", "7"], 1, 3.0, "dpmpp", 5, 0.0, 0, api_name="/sample_digits"
     )
     assert Path(sheet).suffix == ".png" and len(iio.imread(gif, index=None)) == 5
+    assert sorted(Path(f).suffix for f in files) == [".gif", ".npz", ".png"]
     assert "2 digits" in summary
     info = gradio_client.predict(
         [handle_file(str(tiny_dir / "model.safetensors")), handle_file(str(tiny_dir / "config.json"))],
