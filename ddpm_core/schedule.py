@@ -112,6 +112,8 @@ def make_schedule(name: str = "linear", num_steps: int = 1000) -> NoiseSchedule:
     if not isinstance(num_steps, int) or num_steps < 2:
         raise ValueError(f"T must be an integer of at least 2, got {num_steps!r}")
     if name == "linear":
+        if num_steps <= 20:  # β_T = 0.02 · 1000/T reaches 1 at T = 20
+            raise ValueError(f"the linear schedule needs T > 20 (its β grow as 1000/T), got {num_steps}")
         return NoiseSchedule(linear_betas(num_steps), name="linear")
     if name == "cosine":
         return NoiseSchedule(cosine_betas(num_steps), name="cosine")

@@ -46,8 +46,9 @@ def test_linear_betas_match_closed_form(T: int) -> None:
 
 def test_linear_with_too_few_steps_raises() -> None:
     # With the 1000/T scaling, β_T = 20/T reaches 1 at T = 20: no valid linear schedule that short.
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs T > 20"):
         make_schedule("linear", 20)
+    assert make_schedule("linear", 21).betas[-1] < 1
 
 
 def test_linear_endpoints_at_1000_and_scaled_at_150() -> None:
