@@ -1,0 +1,945 @@
+"""Benchmarks for the DDPM Playground on a CPU, printed as one JSON object per line.
+
+Run it from the repository root::
+
+    python -m ddpm_core.bench                                   # the shipped model, 5 repeats, ~20 min
+    python -m ddpm_core.bench --quick --skip-train              # a fast look (3 repeats, no long training)
+    python -m ddpm_core.bench --checkpoint /tmp/ck_tiny --quick --skip-train --out bench.jsonl
+    python -m ddpm_core.bench --only baseline,default,unet      # a subset (see --help for the names)
+
+Every line holds ``metric``, ``value``, ``unit``, ``cores`` (os.cpu_count()) and ``torch_threads``
+(torch.get_num_threads()), plus extras such as the individual runs, ratios and accuracies. The first line
+(``baseline_note``) says what the baseline is; the last (``summary``) gathers the ratios.
+
+How to read the numbers:
+
+* Everything runs in one process on one checkpoint and one starting noise, so the ratios compare like
+  with like. Times are medians over ``--repeats`` runs; absolute seconds depend on the machine and on
+  whatever else it is doing, the ratios much less. Never compare absolute times across machines or runs.
+* ``speedup_vs_baseline`` = baseline median / this median: how many times faster than the course-style
+  sampler (all T steps, autograd on, fp32), measured in the same run. > 1 is faster.
+* GFLOP are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add) over one
+  guided forward pass, times the number of network evaluations. GFLOP/s divides by the wall time of the
+  whole sampler, so it also pays for the sampler's own arithmetic and Python overhead.
+* Accuracy is the project's digit classifier's verdict on the requested labels. Ten digits give 10%
+  steps; the 100-digit figure comes with a Wilson 95% lower bound, which is what a "≥ 99%" claim needs.
+* On a shared 2-core machine, torch's default of 2 threads can run several times *slower* than 1 thread
+  while another process keeps a core busy (the threads wait for each other). If the numbers look odd,
+  compare a run with ``--threads 1``; every line reports ``torch_threads``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import importlib
+import json
+import math
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
+from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, load_classifier
+from ddpm_core.data import load_bundled
+from ddpm_core.images import load_image_info, to_uint8
+from ddpm_core.oracle import error_curves, explore_forward
+from ddpm_core.sampling import SamplerSettings, sample
+from ddpm_core.schedule import NoiseSchedule, make_schedule
+from ddpm_core.training import TrainConfig, TrainProgress, train
+from ddpm_core.unet import NULL_LABEL
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "digits-base"
+GROUPS: tuple[str, ...] = ("baseline", "default", "unet", "ddpm", "train", "train95", "forward", "cold", "rss")
+TEN = tuple(range(10))
+TARGET_ACCURACY = 0.95
+
+BASELINE_NOTE = (
+    "baseline = the NVIDIA DLI course's sample_w + reverse_q, rewritten for this model: every one of the T "
+    "steps builds the doubled batch (x twice; labels, then 'no class'), calls the U-Net with autograd on "
+    "(no inference_mode/no_grad around the forward, as in the course), fp32, combines "
+    "eps = w*eps_keep + (1-w)*eps_drop and takes u_t = (x_t - beta_t/sqrt(1-abar_t)*eps)/sqrt(alpha_t), "
+    "adding sqrt(beta_t)*z except at t = 0 (the update itself runs under no_grad, as the course's "
+    "@torch.no_grad reverse_q does; the course indexes the noise as B[t-1], a one-step shift we do not copy). "
+    "Same checkpoint, same starting noise, same w and labels 0..9 as the other metrics; only the final "
+    "image is clamped to [-1, 1]."
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# Output and timing
+# ----------------------------------------------------------------------------------------------
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """Floats rounded to ``digits`` significant digits (recursively in lists and dicts); NaN/inf become None."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
+@dataclass
+class Emitter:
+    """Prints one JSON object per line (and writes it to ``out`` if given); keeps every line it emitted."""
+
+    out: IO[str] | None = None
+    stream: IO[str] | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def emit(self, metric: str, value: Any, unit: str | None, **extra: Any) -> dict[str, Any]:
+        """Emit ``{"metric", "value", "unit", "cores", "torch_threads", **extra}`` and return it."""
+        line = {
+            "metric": metric,
+            "value": rounded(value),
+            "unit": unit,
+            "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            **rounded(extra),
+        }
+        text = json.dumps(line, ensure_ascii=False)
+        print(text, file=self.stream or sys.stdout, flush=True)
+        if self.out is not None:
+            self.out.write(text + "\n")
+            self.out.flush()
+        self.lines.append(line)
+        return line
+
+
+def time_runs(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """numerator / denominator, or None when either is missing or the denominator is 0."""
+    if numerator is None or denominator is None or denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:
+    """Lower end of the Wilson score interval for a proportion (95% for z = 1.96); 0 when n = 0."""
+    if n <= 0:
+        return 0.0
+    p = successes / n
+    centre = p + z * z / (2 * n)
+    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, (centre - margin) / (1 + z * z / n))
+
+
+# ----------------------------------------------------------------------------------------------
+# The course-style baseline sampler
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DliConstants:
+    """The float32 per-step constants the DLI course precomputes for reverse_q (index = code step t)."""
+
+    betas: torch.Tensor  # β_t
+    sqrt_a_inv: torch.Tensor  # 1/√α_t
+    pred_noise_coeff: torch.Tensor  # β_t / √(1 − ᾱ_t)
+
+
+def dli_constants(schedule: NoiseSchedule) -> DliConstants:
+    """The course's reverse-process constants for ``schedule``, in float32 like the course keeps them."""
+    return DliConstants(
+        betas=schedule.betas.float(),
+        sqrt_a_inv=(1.0 / schedule.alphas.sqrt()).float(),
+        pred_noise_coeff=(schedule.betas / schedule.sqrt_one_minus_alphas_cumprod).float(),
+    )
+
+
+@torch.no_grad()
+def reverse_q(consts: DliConstants, x_t: torch.Tensor, t: int, e_t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """One DLI reverse step: u_t = (x_t − β_t/√(1−ᾱ_t)·ε)/√α_t, plus √β_t·z unless t = 0 (eq. 11, σ_t² = β_t)."""
+    u_t = consts.sqrt_a_inv[t] * (x_t - consts.pred_noise_coeff[t] * e_t)
+    if t == 0:
+        return u_t
+    return u_t + consts.betas[t].sqrt() * z
+
+
+def baseline_sample_w(
+    model: nn.Module, schedule: NoiseSchedule, labels: Sequence[int], w: float, noise: torch.Tensor, seed: int = 0
+) -> torch.Tensor:
+    """The course's ``sample_w`` loop over all T steps (autograd on, fp32); returns images clamped to [−1, 1]."""
+    consts = dli_constants(schedule)
+    generator = torch.Generator().manual_seed(seed)
+    c = torch.as_tensor(list(labels), dtype=torch.long)
+    n = len(c)
+    c = torch.cat([c, torch.full_like(c, NULL_LABEL)])  # double the batch: keep context, then drop it
+    model.eval()
+    x_t = noise.float().clone()
+    for i in range(schedule.num_steps - 1, -1, -1):
+        t = torch.full((2 * n,), i / schedule.num_steps)
+        e_t = model(x_t.repeat(2, 1, 1, 1), t, c)
+        e_t = w * e_t[:n] + (1 - w) * e_t[n:]
+        z = torch.randn(x_t.shape, generator=generator)
+        x_t = reverse_q(consts, x_t, i, e_t.float(), z)
+    return x_t.clamp(-1, 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared helpers: noise, FLOPs, accuracy
+# ----------------------------------------------------------------------------------------------
+
+
+def start_noise(model: nn.Module, n: int, seed: int = 0) -> torch.Tensor:
+    """The starting noise x_T for ``n`` images; the same as ``sample`` draws itself for ``seed``."""
+    size, channels = model.config.image_size, model.config.image_channels  # type: ignore[attr-defined]
+    return torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def guided_batch(n: int, w: float) -> int:
+    """Batch size of one guided forward: 2n (conditional + unconditional) unless w is 0 or 1."""
+    return n if w in (0.0, 1.0) else 2 * n
+
+
+@contextlib.contextmanager
+def _unfused_attention() -> Iterator[None]:
+    """Route attention through plain matmuls so FlopCounterMode sees them (the fused CPU kernels are not counted)."""
+    was_enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was_enabled)
+
+
+def forward_flops(model: nn.Module, batch: int) -> int:
+    """FLOPs (2 per multiply-add) of one fp32 forward pass of ``model`` at ``batch`` images."""
+    size, channels = model.config.image_size, model.config.image_channels  # type: ignore[attr-defined]
+    x = torch.zeros(batch, channels, size, size)
+    t = torch.full((batch,), 0.5)
+    labels = torch.arange(batch) % (NULL_LABEL + 1)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), _unfused_attention(), counter:
+        model(x, t, labels)
+    return int(counter.get_total_flops())
+
+
+def accuracy(classifier: DigitClassifier | None, images: torch.Tensor, labels: Sequence[int]) -> float | None:
+    """Share of ``images`` the classifier reads as ``labels``; None without a classifier."""
+    if classifier is None:
+        return None
+    predicted = classify(classifier, images).predicted
+    return float((predicted == np.asarray(list(labels))).mean())
+
+
+# ----------------------------------------------------------------------------------------------
+# The run's shared state
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    """What every metric shares: the model, its schedule, the classifier, the starting noise and the options."""
+
+    loaded: LoadedModel
+    checkpoint: Path
+    classifier: DigitClassifier | None
+    classifier_note: str | None
+    emitter: Emitter
+    repeats: int
+    quick: bool
+    seed: int = 0
+    results: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> nn.Module:
+        return self.loaded.model
+
+    @property
+    def schedule(self) -> NoiseSchedule:
+        return self.loaded.schedule
+
+    def noise(self) -> torch.Tensor:
+        """The shared starting noise for the ten digits."""
+        return start_noise(self.model, len(TEN), self.seed)
+
+    def accuracy_extra(self, images: torch.Tensor, labels: Sequence[int], key: str = "accuracy_ten") -> dict:
+        """``{key: accuracy}`` plus a note when there is no classifier."""
+        extra: dict[str, Any] = {key: accuracy(self.classifier, images, labels)}
+        if self.classifier is None:
+            extra["accuracy_note"] = self.classifier_note
+        return extra
+
+
+def load_optional_classifier(path: Path) -> tuple[DigitClassifier | None, str | None]:
+    """The classifier at ``path``, or (None, a note saying why accuracy is skipped)."""
+    if not (path / "config.json").is_file():
+        return None, f"no classifier at {path}; accuracy skipped (train one: python -m ddpm_core.classifier)"
+    try:
+        return load_classifier(path), None
+    except Exception as exc:  # a broken classifier costs the accuracy figures, not the run
+        return None, f"classifier at {path} could not be loaded ({exc}); accuracy skipped"
+
+
+def warm_up(model: nn.Module) -> None:
+    """A few untimed forward passes in every mode the metrics use, so one-off set-up costs stay out of the medians."""
+    x = start_noise(model, 20)
+    t = torch.full((20,), 0.5)
+    labels = torch.arange(20) % (NULL_LABEL + 1)
+    model.eval()
+    for _ in range(2):
+        model(x, t, labels)
+        with torch.inference_mode():
+            model(x, t, labels)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                model(x, t, labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics 1, 2 and 4: sampling ten digits
+# ----------------------------------------------------------------------------------------------
+
+
+def bench_baseline(bench: Bench) -> None:
+    """Metric 1, ``baseline_ten_digits_s``: the course-style sampler over all T steps."""
+    w = SamplerSettings().w
+    noise = bench.noise()
+    images: list[torch.Tensor] = []
+
+    def run() -> None:
+        images.append(baseline_sample_w(bench.model, bench.schedule, TEN, w, noise, bench.seed))
+
+    times = time_runs(run, bench.repeats)
+    seconds = statistics.median(times)
+    gflop = forward_flops(bench.model, guided_batch(len(TEN), w)) * bench.schedule.num_steps / 1e9
+    bench.results["baseline_s"] = seconds
+    bench.emitter.emit(
+        "baseline_ten_digits_s",
+        seconds,
+        "s",
+        runs_s=times,
+        network_evaluations=bench.schedule.num_steps,
+        gflop_per_run=gflop,
+        gflop_per_s=gflop / seconds,
+        w=w,
+        precision="fp32",
+        autograd=True,
+        **bench.accuracy_extra(images[-1], TEN),
+    )
+
+
+def bench_default(bench: Bench) -> None:
+    """Metric 2, ``ten_digits_default_s``: the app's default sampler; time, speed-up, GFLOP, accuracy."""
+    settings = SamplerSettings()
+    noise = bench.noise()
+    results = []
+
+    def run() -> None:
+        results.append(sample(bench.model, bench.schedule, TEN, settings, noise=noise))
+
+    times = time_runs(run, bench.repeats)
+    seconds = statistics.median(times)
+    evals = results[-1].network_evaluations
+    gflop = forward_flops(bench.model, guided_batch(len(TEN), settings.w)) * evals / 1e9
+    extra = bench.accuracy_extra(results[-1].images, TEN)
+    extra.update(accuracy_over_seeds(bench, settings, seeds=10))
+    bench.results["default_s"] = seconds
+    bench.emitter.emit(
+        "ten_digits_default_s",
+        seconds,
+        "s",
+        runs_s=times,
+        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), seconds),
+        settings={"sampler": settings.sampler, "steps": settings.steps, "w": settings.w, "bf16": settings.bf16},
+        network_evaluations=evals,
+        gflop_per_run=gflop,
+        gflop_per_s=gflop / seconds,
+        **extra,
+    )
+
+
+def accuracy_over_seeds(bench: Bench, settings: Any, seeds: int) -> dict[str, Any]:
+    """Accuracy over ``seeds`` × ten digits (seeds 0, 1, …), with its Wilson 95% lower bound."""
+    if bench.classifier is None:
+        return {"accuracy_100": None}
+    images = [sample(bench.model, bench.schedule, TEN, replace(settings, seed=s)).images for s in range(seeds)]
+    labels = list(TEN) * seeds
+    acc = accuracy(bench.classifier, torch.cat(images), labels)
+    correct = round((acc or 0.0) * len(labels))
+    return {
+        "accuracy_100": acc,
+        "accuracy_100_samples": len(labels),
+        "accuracy_100_wilson95_low": wilson_lower_bound(correct, len(labels)),
+    }
+
+
+def bench_ddpm(bench: Bench) -> None:
+    """Metric 4, ``ddpm_full_T_ten_digits_s``: the library's ancestral sampler over all T steps (bf16, inference)."""
+    settings = SamplerSettings(sampler="ddpm")
+    noise = bench.noise()
+    results = []
+
+    def run() -> None:
+        results.append(sample(bench.model, bench.schedule, TEN, settings, noise=noise))
+
+    times = time_runs(run, min(bench.repeats, 3))
+    seconds = statistics.median(times)
+    evals = results[-1].network_evaluations
+    gflop = forward_flops(bench.model, guided_batch(len(TEN), settings.w)) * evals / 1e9
+    bench.results["ddpm_s"] = seconds
+    bench.emitter.emit(
+        "ddpm_full_T_ten_digits_s",
+        seconds,
+        "s",
+        runs_s=times,
+        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), seconds),
+        network_evaluations=evals,
+        gflop_per_run=gflop,
+        gflop_per_s=gflop / seconds,
+        note="same T steps as the baseline: the ratio is what inference_mode + bf16 + the library step buy",
+        **bench.accuracy_extra(results[-1].images, TEN),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric 3: one U-Net step at batch 20
+# ----------------------------------------------------------------------------------------------
+
+
+def unet_step_times(
+    model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, bf16: bool, calls: int
+) -> list[float]:
+    """Seconds of ``calls`` forward passes under inference_mode (bf16 autocast if asked), after 2 untimed ones."""
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
+        for _ in range(2):
+            model(x, t, labels)
+        return time_runs(lambda: model(x, t, labels), calls)
+
+
+def bench_unet(bench: Bench) -> None:
+    """Metric 3, ``unet_step_ms_batch20``: fp32 / bf16 × contiguous / channels_last; value = the fastest."""
+    n = len(TEN)
+    x = bench.noise().repeat(2, 1, 1, 1)
+    t = torch.full((2 * n,), 0.5)
+    labels = torch.cat([torch.tensor(TEN), torch.full((n,), NULL_LABEL)])
+    calls = 10 if bench.quick else max(20, 5 * bench.repeats)
+    cl_model = copy.deepcopy(bench.model).to(memory_format=torch.channels_last).eval()
+    cl_x = x.contiguous(memory_format=torch.channels_last)
+    variants: dict[str, float] = {}
+    for name, model, inp, bf16 in (
+        ("fp32", bench.model, x, False),
+        ("bf16", bench.model, x, True),
+        ("fp32_channels_last", cl_model, cl_x, False),
+        ("bf16_channels_last", cl_model, cl_x, True),
+    ):
+        variants[name] = statistics.median(unet_step_times(model, inp, t, labels, bf16, calls)) * 1e3
+    fastest = min(variants, key=variants.__getitem__)
+    bench.results["unet_ms"] = variants
+    bench.emitter.emit(
+        "unet_step_ms_batch20",
+        variants[fastest],
+        "ms",
+        fastest=fastest,
+        variants_ms=variants,
+        calls_per_variant=calls,
+        speedup_bf16_vs_fp32=ratio(variants["fp32"], variants["bf16"]),
+        speedup_fastest_vs_fp32=ratio(variants["fp32"], variants[fastest]),
+        mode="inference_mode",
+        gflop_per_step=forward_flops(bench.model, 2 * n) / 1e9,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric 5: training
+# ----------------------------------------------------------------------------------------------
+
+
+def train_throughput(bf16: bool, warmup: int, steps: int, preset: str = "base") -> float:
+    """Training images per second at TrainConfig() defaults, measured over ``steps`` steps after ``warmup``."""
+    config = replace(
+        TrainConfig(), preset=preset, max_steps=warmup + steps, max_minutes=None, bf16=bf16, report_every=1
+    )
+    stamps: dict[int, float] = {}
+
+    def record(p: TrainProgress) -> None:
+        stamps.setdefault(p.step, p.elapsed_s)
+
+    train(config, load_bundled(), callback=record, device="cpu")
+    return steps * config.batch_size / (stamps[warmup + steps] - stamps[warmup])
+
+
+def bench_train_throughput(bench: Bench) -> None:
+    """Metric 5a, ``train_images_per_s``: default preset, fp32 and bf16; value = bf16 (how the app trains fast)."""
+    warmup, steps = (3, 8) if bench.quick else (5, 20)
+    fp32 = train_throughput(False, warmup, steps)
+    bf16 = train_throughput(True, warmup, steps)
+    bench.results["train_images_per_s"] = {"fp32": fp32, "bf16": bf16}
+    bench.emitter.emit(
+        "train_images_per_s",
+        bf16,
+        "images/s",
+        fp32_images_per_s=fp32,
+        bf16_images_per_s=bf16,
+        speedup_bf16_vs_fp32=ratio(bf16, fp32),
+        preset=TrainConfig().preset,
+        batch_size=TrainConfig().batch_size,
+        warmup_steps=warmup,
+        measured_steps=steps,
+    )
+
+
+@dataclass
+class AccuracyWatch:
+    """Training callback: every ``every_s`` seconds of training, sample 100 guided digits and classify them."""
+
+    classifier: DigitClassifier
+    every_s: float
+    target: float = TARGET_ACCURACY
+    eval_seconds: float = 0.0
+    next_at: float = 0.0
+    evaluations: list[dict[str, float]] = field(default_factory=list)
+    reached_s: float | None = None
+
+    def __post_init__(self) -> None:
+        self.next_at = self.every_s
+
+    def __call__(self, p: TrainProgress) -> None:
+        train_s = p.elapsed_s - self.eval_seconds
+        if self.reached_s is not None or (train_s < self.next_at and not p.done):
+            return
+        if p.done and self.evaluations and self.evaluations[-1]["step"] == p.step:
+            return  # the final report repeats the last step, which was just measured
+        start = time.perf_counter()
+        acc = self.measure(p)
+        self.eval_seconds += time.perf_counter() - start
+        self.evaluations.append({"train_s": train_s, "step": p.step, "accuracy": acc})
+        self.next_at = train_s + self.every_s
+        if acc >= self.target:
+            self.reached_s = train_s
+
+    def measure(self, p: TrainProgress) -> float:
+        """Accuracy of 100 digits (10 per class) sampled at the app's defaults from the current EMA model."""
+        labels = [c for c in TEN for _ in range(10)]
+        images = sample(p.ema_model, p.schedule, labels, SamplerSettings()).images
+        return float(accuracy(self.classifier, images, labels) or 0.0)
+
+    def should_stop(self) -> bool:
+        return self.reached_s is not None
+
+
+def bench_time_to_accuracy(bench: Bench, minutes: float, every_s: float) -> None:
+    """Metric 5b, ``time_to_95pct_guided_accuracy_s``: train from scratch (default preset, bf16) until 95%."""
+    if bench.classifier is None:
+        bench.emitter.emit("time_to_95pct_guided_accuracy_s", None, "s", skipped=True, note=bench.classifier_note)
+        return
+    watch = AccuracyWatch(bench.classifier, every_s)
+    config = replace(TrainConfig(), bf16=True, max_minutes=minutes, max_steps=None, report_every=1)
+    result = train(config, load_bundled(), callback=watch, should_stop=watch.should_stop, device="cpu")
+    best = max((e["accuracy"] for e in watch.evaluations), default=None)
+    bench.results["time_to_95_s"] = watch.reached_s
+    bench.emitter.emit(
+        "time_to_95pct_guided_accuracy_s",
+        watch.reached_s,
+        "s",
+        reached=watch.reached_s is not None,
+        best_accuracy=best,
+        budget_minutes=minutes,
+        eval_every_s=every_s,
+        steps=result.steps,
+        evaluations=watch.evaluations,
+        eval_overhead_s=watch.eval_seconds,
+        note="training seconds, evaluation time excluded; the LR schedule's clock (max_minutes) includes it",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Metric 6: the image tabs
+# ----------------------------------------------------------------------------------------------
+
+
+def synthetic_rgb(size: int = 512, seed: int = 0) -> np.ndarray:
+    """A smooth colour pattern plus a little noise, uint8 [size, size, 3] (stands in for a photo)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = np.stack([np.sin(6 * xx) * 0.5 + 0.5, np.cos(5 * yy) * 0.5 + 0.5, (xx + yy) / 2], axis=-1)
+    return np.clip(base * 220 + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+
+
+def load_app() -> tuple[ModuleType | None, str | None]:
+    """Import ``app.py`` from the repository root, or (None, why not)."""
+    if not (REPO_ROOT / "app.py").is_file():
+        return None, "app.py is missing"
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    try:
+        return importlib.import_module("app"), None
+    except Exception as exc:  # the app is edited by others; report, do not crash the bench
+        return None, f"importing app.py failed: {type(exc).__name__}: {exc}"
+
+
+def forward_slider_calls(app: ModuleType | None, path: Path) -> Callable[[int], Any]:
+    """The function a move of the t slider runs: the app's ``forward_view`` handler, else the oracle maths alone."""
+    if app is not None:
+        return lambda t: app.forward_view(str(path), t, "linear", 1000, 0)
+    schedule = make_schedule("linear", 1000)
+    x0 = load_image_info(path, max_side=256).tensor  # the app decodes once per file too
+
+    def fallback(t: int) -> Any:
+        view = explore_forward(x0, schedule, t, 0, num_samples=3)
+        return to_uint8(view.samples), to_uint8(view.mean)
+
+    return fallback
+
+
+def error_curve_call(app: ModuleType | None, path: Path) -> Callable[[int], Any]:
+    """The error-vs-t computation for seed ``s`` (a fresh seed defeats the app's cache): handler, else oracle."""
+    if app is not None:
+        return lambda seed: app.error_curve(str(path), 200, "linear", 1000, seed)
+    schedule = make_schedule("linear", 1000)
+    x0 = load_image_info(path, max_side=256).tensor
+    return lambda seed: error_curves(x0, schedule, seed, max_side=64)
+
+
+def bench_forward(bench: Bench) -> None:
+    """Metric 6, ``forward_slider_update_ms`` and ``error_curve_s`` on a synthetic 512×512 RGB image."""
+    from PIL import Image
+
+    app, why = load_app()
+    path_note = "app.forward_view / app.error_curve (server-side handler, no network or browser)"
+    if app is None:
+        path_note = f"{why}: timed ddpm_core.oracle directly, without the app's rendering"
+        bench.notes.append(path_note)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "synthetic_512.png"
+        Image.fromarray(synthetic_rgb()).save(path)
+        slider = forward_slider_calls(app, path)
+        first = time_runs(lambda: slider(200), 1)[0]
+        steps = [int(s) for s in np.linspace(0, 999, 10 if bench.quick else max(20, 4 * bench.repeats))]
+        times = [time_runs(lambda s=s: slider(s), 1)[0] for s in steps]
+        bench.emitter.emit(
+            "forward_slider_update_ms",
+            statistics.median(times) * 1e3,
+            "ms",
+            first_call_ms=first * 1e3,
+            max_ms=max(times) * 1e3,
+            calls=len(times),
+            image="synthetic 512x512 RGB PNG (the app shrinks uploads to 256 px)",
+            schedule="linear, T=1000",
+            path=path_note,
+        )
+        curve = error_curve_call(app, path)
+        curve_times = [time_runs(lambda s=s: curve(s), 1)[0] for s in range(1, bench.repeats + 1)]
+        bench.emitter.emit(
+            "error_curve_s",
+            statistics.median(curve_times),
+            "s",
+            runs_s=curve_times,
+            schedule="linear, T=1000",
+            path=path_note,
+            note="a new seed per run, so the app's per-image cache never answers",
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics 7 and 8: subprocesses
+# ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True if a GET of ``url`` (bypassing any proxy) answers 200."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def cold_start_once(timeout_s: float = 60.0) -> tuple[float | None, str | None]:
+    """Seconds from launching ``python app.py --port P`` until GET / answers 200, or (None, why not)."""
+    port = free_port()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    with tempfile.TemporaryFile("w+") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            while time.perf_counter() - start < timeout_s:
+                if http_ok(f"http://127.0.0.1:{port}/"):
+                    return time.perf_counter() - start, None
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.2)
+        finally:
+            stop_process(proc)
+        log.seek(0)
+        tail = log.read()[-400:].strip()
+    status = "exited" if proc.returncode not in (None, -15) else f"no answer within {timeout_s:.0f} s"
+    return None, f"app {status}; last output: {tail}"
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Terminate ``proc`` (and kill it if it has not exited after 10 s)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def bench_cold_start(bench: Bench) -> None:
+    """Metric 7, ``cold_start_s``: launch the app and wait for its page."""
+    if not (REPO_ROOT / "app.py").is_file():
+        bench.emitter.emit("cold_start_s", None, "s", skipped=True, note="app.py is missing")
+        return
+    runs, failure = [], None
+    for _ in range(1 if bench.quick else min(3, bench.repeats)):
+        seconds, failure = cold_start_once()
+        if seconds is None:
+            break
+        runs.append(seconds)
+    bench.emitter.emit(
+        "cold_start_s",
+        statistics.median(runs) if runs else None,
+        "s",
+        runs_s=runs,
+        command="python app.py --port <free port>",
+        **({"note": failure} if failure else {}),
+    )
+
+
+RSS_CHILD = r"""
+import json, resource, sys
+
+
+def peak_kib():
+    # VmHWM is this process's own peak. ru_maxrss is not: Linux carries the parent's peak over fork and exec.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+
+
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+imported = peak_kib()
+from ddpm_core.checkpoints import load_checkpoint
+from ddpm_core.sampling import SamplerSettings, sample
+loaded = load_checkpoint(sys.argv[1])
+sample(loaded.model, loaded.schedule, range(10), SamplerSettings())
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // (1024 if sys.platform == "darwin" else 1)
+print(json.dumps({"after_import": imported, "peak": peak_kib(), "ru_maxrss": maxrss}))
+"""
+
+
+def peak_rss_mb(checkpoint: Path) -> dict[str, float]:
+    """Peak RSS (MiB) of a fresh Python that imports torch, loads ``checkpoint`` and samples ten digits.
+
+    The child uses as many torch threads as this process. ``peak`` is the child's own high-water mark
+    (VmHWM); ``ru_maxrss`` is also returned, though on Linux it includes this (forking) process's peak.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", RSS_CHILD, str(checkpoint), str(torch.get_num_threads())],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    return {k: v / 1024 for k, v in raw.items()}
+
+
+def bench_rss(bench: Bench) -> None:
+    """Metric 8, ``peak_rss_mb_sampling``."""
+    try:
+        rss = peak_rss_mb(bench.checkpoint)
+    except (subprocess.SubprocessError, ValueError, IndexError) as exc:
+        bench.emitter.emit("peak_rss_mb_sampling", None, "MiB", note=f"child process failed: {exc}")
+        return
+    bench.emitter.emit(
+        "peak_rss_mb_sampling",
+        rss["peak"],
+        "MiB",
+        after_import_torch_mb=rss["after_import"],
+        ru_maxrss_mb=rss["ru_maxrss"],
+        note=(
+            "peak RSS (VmHWM, MiB) of a fresh process that imports torch, loads the checkpoint and samples ten "
+            "digits at defaults; ru_maxrss is shown too but on Linux it inherits the forking parent's peak"
+        ),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ddpm_core.bench", description="CPU benchmarks of the DDPM Playground, as JSON lines."
+    )
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="digit model folder")
+    p.add_argument(
+        "--classifier", default=str(DEFAULT_CLASSIFIER), help="classifier folder (accuracy is skipped if missing)"
+    )
+    p.add_argument("--repeats", type=int, default=5, help="runs per timing; medians are reported (default 5)")
+    p.add_argument("--quick", action="store_true", help="3 repeats, shorter loops, no time-to-95%% training")
+    p.add_argument("--train-minutes", type=float, default=10.0, help="budget for time_to_95pct_guided_accuracy_s")
+    p.add_argument("--eval-every", type=float, default=60.0, help="seconds of training between accuracy checks")
+    p.add_argument("--skip-train", action="store_true", help="skip time_to_95pct_guided_accuracy_s")
+    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(GROUPS)}")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shared starting noise")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads for this process (default: torch's)"
+    )
+    p.add_argument("--out", default=None, help="also write the JSON lines to this file")
+    return p
+
+
+def selected_groups(args: argparse.Namespace) -> list[str]:
+    """The metric groups to run, in order; raises ValueError for unknown names."""
+    groups = list(GROUPS) if args.only is None else [g.strip() for g in args.only.split(",") if g.strip()]
+    unknown = sorted(set(groups) - set(GROUPS))
+    if unknown:
+        raise ValueError(f"unknown metric group(s) {unknown}; choose from {', '.join(GROUPS)}")
+    if args.quick or args.skip_train:
+        groups = [g for g in groups if g != "train95"]
+    return [g for g in GROUPS if g in groups]
+
+
+def summary_extra(bench: Bench) -> dict[str, Any]:
+    """The ratios measured in this run, gathered for the last line."""
+    r = bench.results
+    unet = r.get("unet_ms") or {}
+    train_rates = r.get("train_images_per_s") or {}
+    return {
+        "speedup_default_vs_baseline": ratio(r.get("baseline_s"), r.get("default_s")),
+        "speedup_ddpm_full_T_vs_baseline": ratio(r.get("baseline_s"), r.get("ddpm_s")),
+        "speedup_unet_bf16_vs_fp32": ratio(unet.get("fp32"), unet.get("bf16")),
+        "speedup_train_bf16_vs_fp32": ratio(train_rates.get("bf16"), train_rates.get("fp32")),
+        "time_to_95pct_guided_accuracy_s": r.get("time_to_95_s"),
+    }
+
+
+def run_groups(bench: Bench, groups: list[str], args: argparse.Namespace) -> None:
+    """Run the chosen metric groups in order; a group that raises becomes an ``error`` line and the rest still run."""
+    actions: dict[str, Callable[[], None]] = {
+        "baseline": lambda: bench_baseline(bench),
+        "default": lambda: bench_default(bench),
+        "unet": lambda: bench_unet(bench),
+        "ddpm": lambda: bench_ddpm(bench),
+        "train": lambda: bench_train_throughput(bench),
+        "train95": lambda: bench_time_to_accuracy(bench, args.train_minutes, args.eval_every),
+        "forward": lambda: bench_forward(bench),
+        "cold": lambda: bench_cold_start(bench),
+        "rss": lambda: bench_rss(bench),
+    }
+    for group in groups:
+        try:
+            actions[group]()
+        except Exception as exc:  # one broken metric (say, an app.py mid-edit) must not lose the others
+            message = f"{type(exc).__name__}: {exc}"
+            bench.notes.append(f"{group} failed: {message}")
+            bench.emitter.emit("error", None, None, group=group, error=message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        groups = selected_groups(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    checkpoint = Path(args.checkpoint)
+    try:
+        loaded = load_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        print(f"error: cannot load checkpoint {checkpoint}: {exc}", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    classifier, classifier_note = load_optional_classifier(Path(args.classifier))
+    started = time.perf_counter()
+    with open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext() as out:
+        repeats = min(args.repeats, 3) if args.quick else args.repeats
+        bench = Bench(
+            loaded, checkpoint, classifier, classifier_note, Emitter(out), max(1, repeats), args.quick, args.seed
+        )
+        bench.emitter.emit(
+            "baseline_note",
+            None,
+            None,
+            note=BASELINE_NOTE,
+            checkpoint=str(checkpoint),
+            schedule=f"{loaded.schedule.name}, T={loaded.schedule.num_steps}",
+            model_channels=list(loaded.model.config.channels),
+            classifier=None if classifier is None else str(args.classifier),
+            torch=torch.__version__,
+            repeats=bench.repeats,
+            groups=groups,
+        )
+        warm_up(bench.model)
+        run_groups(bench, groups, args)
+        if classifier_note:
+            bench.notes.append(classifier_note)
+        bench.emitter.emit(
+            "summary",
+            time.perf_counter() - started,
+            "s",
+            metrics=[line["metric"] for line in bench.emitter.lines[1:]],
+            notes=bench.notes,
+            **summary_extra(bench),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

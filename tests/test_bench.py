@@ -1,0 +1,224 @@
+"""Smoke tests of ddpm_core.bench: its functions and its JSON lines, never its timings."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ddpm_core import bench
+from ddpm_core.checkpoints import LoadedModel, load_checkpoint
+from ddpm_core.classifier import DigitClassifier, save_classifier
+from ddpm_core.data import load_bundled
+from ddpm_core.diffusion import ddpm_step, predict_eps
+from ddpm_core.schedule import ScheduleConfig, make_schedule
+from ddpm_core.training import TrainConfig, TrainProgress, train
+from ddpm_core.unet import UNetConfig
+
+T = 50
+REQUIRED_KEYS = {"metric", "value", "unit", "cores", "torch_threads"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine two threads can run many times slower, not faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for a few steps on the bundled digits, cosine schedule with T = 50."""
+    out = tmp_path_factory.mktemp("bench") / "ck"
+    config = TrainConfig(
+        preset="tiny", batch_size=16, max_steps=3, max_minutes=None, schedule=ScheduleConfig("cosine", T)
+    )
+    train(config, load_bundled(), out_dir=out, device="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_checkpoint: Path) -> LoadedModel:
+    return load_checkpoint(tiny_checkpoint)
+
+
+class OracleModel(nn.Module):
+    """Returns the exact ε that links x_t to one fixed x_0, whatever the label: a perfect ε-model."""
+
+    def __init__(self, x0: torch.Tensor, num_steps: int) -> None:
+        super().__init__()
+        self.x0 = x0
+        self.schedule = make_schedule("cosine", num_steps)
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.config = UNetConfig(image_size=x0.shape[-1])
+
+    def forward(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = (t_in * self.schedule.num_steps).round().long()
+        return predict_eps(self.schedule, x, t, self.x0.expand_as(x))
+
+
+def test_baseline_sampler_shape_range_and_seed(loaded: LoadedModel) -> None:
+    noise = bench.start_noise(loaded.model, 10)
+    images = bench.baseline_sample_w(loaded.model, loaded.schedule, range(10), 3.0, noise, seed=0)
+    assert images.shape == (10, 1, 28, 28)
+    assert images.dtype == torch.float32
+    assert bool(torch.isfinite(images).all())
+    assert images.min() >= -1 and images.max() <= 1
+    first, again, other = (
+        bench.baseline_sample_w(loaded.model, loaded.schedule, range(2), 3.0, noise[:2], seed=s) for s in (0, 0, 1)
+    )
+    torch.testing.assert_close(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_baseline_with_an_oracle_model_lands_on_x0() -> None:
+    x0 = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 1.8 - 0.9
+    model = OracleModel(x0, T)
+    noise = torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(4))
+    images = bench.baseline_sample_w(model, model.schedule, range(10), 3.0, noise)
+    torch.testing.assert_close(images, x0.expand_as(images), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("t", [0, 1, 20, 40])
+def test_reverse_q_is_algorithm_2_with_beta_variance(t: int) -> None:
+    schedule = make_schedule("cosine", T)
+    g = torch.Generator().manual_seed(t)
+    x, eps, z = (torch.randn(4, 1, 28, 28, generator=g, dtype=torch.float64) for _ in range(3))
+    expected = ddpm_step(schedule, x, t, eps, variance="beta", clip_x0=False, noise=z).sample
+    got = bench.reverse_q(bench.dli_constants(schedule), x, t, eps, z)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_flops_are_positive_linear_in_batch_and_include_attention(loaded: LoadedModel) -> None:
+    two, four = bench.forward_flops(loaded.model, 2), bench.forward_flops(loaded.model, 4)
+    assert two > 0
+    assert four == 2 * two
+    fused = torch.utils.flop_counter.FlopCounterMode(display=False)
+    x, t, labels = torch.zeros(2, 1, 28, 28), torch.full((2,), 0.5), torch.tensor([0, 10])
+    with torch.inference_mode(), fused:
+        loaded.model(x, t, labels)
+    assert two > fused.get_total_flops()  # the fused attention kernel is invisible to the counter
+    assert torch.backends.mha.get_fastpath_enabled()  # and the fast path is switched back on
+
+
+def test_guided_batch_and_wilson_bound() -> None:
+    assert bench.guided_batch(10, 3.0) == 20
+    assert bench.guided_batch(10, 1.0) == 10
+    assert 0.96 < bench.wilson_lower_bound(100, 100) < 0.97
+    assert bench.wilson_lower_bound(0, 10) == 0.0
+    assert bench.wilson_lower_bound(90, 100) < bench.wilson_lower_bound(99, 100)
+
+
+def test_emitter_writes_strict_json_with_the_common_keys() -> None:
+    printed, written = io.StringIO(), io.StringIO()
+    emitter = bench.Emitter(out=written, stream=printed)
+    emitter.emit("x_s", float("nan"), "s", runs=[1.23456789, float("inf")], nested={"a": 0.123456789})
+    line = json.loads(printed.getvalue(), parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert printed.getvalue() == written.getvalue()
+    assert REQUIRED_KEYS <= set(line)
+    assert line["value"] is None and line["runs"] == [1.235, None] and line["nested"] == {"a": 0.1235}
+
+
+def test_missing_classifier_gives_a_note(tmp_path: Path) -> None:
+    classifier, note = bench.load_optional_classifier(tmp_path / "nowhere")
+    assert classifier is None
+    assert "accuracy skipped" in note
+
+
+def test_selected_groups() -> None:
+    args = bench.build_parser().parse_args(["--quick"])
+    assert "train95" not in bench.selected_groups(args)
+    assert bench.selected_groups(bench.build_parser().parse_args([])) == list(bench.GROUPS)
+    with pytest.raises(ValueError, match="unknown"):
+        bench.selected_groups(bench.build_parser().parse_args(["--only", "baseline,nope"]))
+
+
+def test_main_prints_parseable_lines(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(0)
+    save_classifier(DigitClassifier().eval(), tmp_path / "clf", {})  # untrained: accuracy is some share
+    out = tmp_path / "bench.jsonl"
+    argv = ["--checkpoint", str(tiny_checkpoint), "--classifier", str(tmp_path / "clf"), "--repeats", "1"]
+    code = bench.main([*argv, "--threads", "1", "--only", "baseline,default,unet,ddpm", "--out", str(out)])
+    assert code == 0
+    printed = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert printed == [json.loads(s) for s in out.read_text().splitlines()]
+    names = [line["metric"] for line in printed]
+    assert names == [
+        "baseline_note",
+        "baseline_ten_digits_s",
+        "ten_digits_default_s",
+        "unet_step_ms_batch20",
+        "ddpm_full_T_ten_digits_s",
+        "summary",
+    ]
+    assert all(REQUIRED_KEYS <= set(line) for line in printed)
+    assert all(line["torch_threads"] == 1 for line in printed)
+    default = printed[2]
+    assert default["network_evaluations"] == 15
+    assert default["gflop_per_run"] > 0 and default["speedup_vs_baseline"] > 0
+    assert 0 <= default["accuracy_ten"] <= 1 and default["accuracy_100_samples"] == 100
+    assert printed[1]["network_evaluations"] == T
+    assert printed[3]["fastest"] in printed[3]["variants_ms"]
+    assert printed[-1]["metrics"] == names[1:-1]
+
+
+def test_a_failing_metric_becomes_an_error_line_and_the_rest_run(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(_: bench.Bench) -> None:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(bench, "bench_unet", boom)
+    argv = ["--checkpoint", str(tiny_checkpoint), "--classifier", str(tmp_path / "none"), "--repeats", "1"]
+    assert bench.main([*argv, "--threads", "1", "--only", "unet,default"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert [line["metric"] for line in lines] == ["baseline_note", "ten_digits_default_s", "error", "summary"]
+    assert lines[2]["group"] == "unet" and "kaput" in lines[2]["error"]
+    default = lines[1]
+    assert default["accuracy_ten"] is None and default["accuracy_100"] is None
+    assert "accuracy skipped" in default["accuracy_note"]
+    assert default["speedup_vs_baseline"] is None  # no baseline in this run
+    assert any("unet failed" in note for note in lines[-1]["notes"])
+
+
+def test_main_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
+    assert bench.main(["--checkpoint", str(tmp_path / "none"), "--only", "default"]) == 2
+
+
+def test_accuracy_watch_evaluates_on_schedule_and_stops(loaded: LoadedModel) -> None:
+    torch.manual_seed(0)
+    classifier = DigitClassifier().eval()
+
+    def progress(step: int, elapsed: float, done: bool = False) -> TrainProgress:
+        return TrainProgress(step, None, 0.1, 1e-3, elapsed, 0.1, 1.0, loaded.model, loaded.schedule, done)
+
+    watch = bench.AccuracyWatch(classifier, every_s=10.0, target=2.0)  # a target no accuracy reaches
+    watch(progress(6, 5.0))
+    assert watch.evaluations == []
+    watch(progress(7, 12.0))
+    watch(progress(7, 12.5, done=True))  # the final report of a step just measured is not measured again
+    assert [e["step"] for e in watch.evaluations] == [7]
+    assert 0 <= watch.evaluations[0]["accuracy"] <= 1
+    watch(progress(8, 13.0, done=True))  # the end of training is always measured
+    assert [e["step"] for e in watch.evaluations] == [7, 8]
+    assert not watch.should_stop() and watch.reached_s is None
+
+    easy = bench.AccuracyWatch(classifier, every_s=10.0, target=0.0)
+    easy(progress(3, 10.5))
+    assert easy.should_stop() and easy.reached_s == 10.5
+
+
+def test_train_throughput_counts_images(loaded: LoadedModel) -> None:
+    assert bench.train_throughput(bf16=False, warmup=1, steps=2, preset="tiny") > 0
+
+
+def test_peak_rss_child(tiny_checkpoint: Path) -> None:
+    rss = bench.peak_rss_mb(tiny_checkpoint)
+    assert 10 < rss["after_import"] <= rss["peak"]
