@@ -201,6 +201,8 @@ def train(
     start_step = 0
     if resume is not None and resume.training_state is not None:
         start_step = _restore_training_state(resume.training_state, model, optimizer)
+    elif resume is not None:  # weights only (e.g. the shipped model): fresh AdamW moments, step count goes on
+        start_step = int((resume.config.get("training", {}) or {}).get("steps") or 0)
     prior_seconds = float((resume.config.get("training", {}) or {}).get("seconds", 0.0)) if resume else 0.0
 
     x_all = to_model_range(data.train.images).to(dev)

@@ -103,3 +103,12 @@ def test_learning_rate_warms_up_then_decays() -> None:
 def test_bad_training_settings_are_refused(change: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(**{**TINY.__dict__, **change}).validate()
+
+
+def test_resume_from_weights_only_continues_the_step_count(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**TINY.__dict__, "max_steps": 4})
+    train(cfg, load_bundled(), out_dir=tmp_path / "a", device="cpu")
+    weights_only = load_checkpoint(tmp_path / "a")  # as shipped: no training_state.safetensors read
+    assert weights_only.training_state is None
+    result = train(cfg, load_bundled(), out_dir=tmp_path / "b", resume=weights_only, device="cpu")
+    assert result.steps == 8
