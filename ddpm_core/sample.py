@@ -22,6 +22,7 @@ from ddpm_core.checkpoints import CheckpointError, load_checkpoint
 from ddpm_core.data import to_uint8
 from ddpm_core.pictures import denoising_frames, image_grid, save_gif, save_png
 from ddpm_core.sampling import SAMPLERS, SamplerSettings, StepInfo, Trajectory, sample
+from ddpm_core.training import pick_device
 
 
 def parse_classes(text: str) -> list[int]:
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", default="0-9", help="e.g. 0-9 or 1,3,7")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--fp32", action="store_true", help="run the network in float32 instead of bfloat16")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     p.add_argument("--out", required=True, help="npz file to write")
     p.add_argument("--grid", default=None, help="also write a PNG grid (one row per class)")
     p.add_argument("--gif", default=None, help="also write a denoising GIF (x_t | predicted x_0)")
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--per-class must lie in 1…1000")
         classes = parse_classes(args.classes)
         loaded = load_checkpoint(args.checkpoint)
+        loaded.model.to(pick_device(args.device))
         labels = torch.tensor(classes).repeat_interleave(args.per_class)
         settings = SamplerSettings(args.w, args.sampler, args.steps, args.eta, args.seed, bf16=not args.fp32)
         total = loaded.schedule.num_steps if args.sampler == "ddpm" else args.steps
