@@ -411,6 +411,7 @@ MAX_TRAIN_MINUTES = 30
 TRAIN_POLL_S = 1.0
 FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training the live model"
 GIF_FRAMES = 25  # at most about this many frames per denoising GIF
+GIF_SCALE = 2
 STREAM_EVERY_S = 0.3  # how often a running sampler's x̂₀ is streamed to the page
 DEFAULT_W = 3.0
 
@@ -626,6 +627,11 @@ def _sampler_settings(w: Any, sampler: str, steps: Any, eta: Any, seed: Any) -> 
     return SamplerSettings(w=float(w), sampler=sampler, steps=int(float(steps)), eta=float(eta), seed=_seed(seed))
 
 
+def _classes_as_columns(n: int, per_class: int) -> np.ndarray:
+    """Display order for class-major samples: one column per class, one row per sample of it."""
+    return np.arange(n).reshape(n // per_class, per_class).T.reshape(-1)
+
+
 def _verdict_sheet(images: np.ndarray, labels: np.ndarray, ncol: int) -> tuple[np.ndarray, float]:
     verdict = classify(_classifier(), digits.to_model_range(images))
     ok = verdict.predicted == labels
@@ -653,6 +659,7 @@ def sample_digits(
     except ValueError as err:
         raise _user_error(str(err)) from None
     k = int(float(per_class))
+    order, columns = _classes_as_columns(len(labels), k), len(labels) // k
     total = loaded.schedule.num_steps if settings.sampler == "ddpm" else settings.steps
     trajectory = Trajectory(every=max(1, total // GIF_FRAMES))
     cancel = threading.Event()
@@ -683,7 +690,8 @@ def sample_digits(
             info = latest.get("info")
             if info is not None and thread.is_alive():
                 progress((info.index + 1, info.total), desc="denoising", unit="steps")
-                preview = pictures.image_grid(digits.to_uint8(info.pred_x0), nrow=k, scale=GRID_SCALE, pad=1)
+                x0 = digits.to_uint8(info.pred_x0)[order]
+                preview = pictures.image_grid(x0, nrow=columns, scale=GRID_SCALE, pad=1)
                 yield preview, None, None, f"step {info.index + 1} of {info.total}: the model's current x̂₀"
     finally:
         if thread.is_alive():  # the page cancelled us (Cancel button or closed tab): stop the sampler too
@@ -695,17 +703,17 @@ def sample_digits(
     result: SampleResult = outcome["result"]
     images = digits.to_uint8(result.images)
     labels_np = result.labels.numpy()
-    sheet, accuracy = _verdict_sheet(images, labels_np, k)
+    sheet, accuracy = _verdict_sheet(images[order], labels_np[order], columns)
     folder = _workdir("samples")
     stem = f"digits-w{settings.w:g}-{settings.sampler}-seed{settings.seed}"
     png = pictures.save_png(sheet, folder / f"{stem}.png")
     npz = folder / f"{stem}.npz"
     np.savez_compressed(npz, images=images, labels=labels_np.astype(np.int64))
     frames = pictures.denoising_frames(
-        [digits.to_uint8(x) for x in trajectory.xs],
-        [digits.to_uint8(x) for x in trajectory.pred_x0s],
-        k,
-        scale=GRID_SCALE,
+        [digits.to_uint8(x)[order] for x in trajectory.xs],
+        [digits.to_uint8(x)[order] for x in trajectory.pred_x0s],
+        columns,
+        scale=GIF_SCALE,
     )
     gif = pictures.save_gif(frames, folder / f"{stem}.gif", fps=12, hold_last=1.5)
     summary = (
