@@ -413,7 +413,7 @@ FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training the live model"
 GIF_FRAMES = 25  # at most about this many frames per denoising GIF
 GIF_SCALE = 2
 STREAM_EVERY_S = 0.3  # how often a running sampler's x̂₀ is streamed to the page
-DEFAULT_W = 3.0
+DEFAULT_W = 2.0
 
 
 @functools.cache

@@ -38,7 +38,7 @@ W_MIN, W_MAX = 0.0, 10.0
 class SamplerSettings:
     """How to sample: guidance weight, solver, number of steps, DDIM η, seed, precision."""
 
-    w: float = 3.0
+    w: float = 2.0
     sampler: SamplerName = "dpmpp"
     steps: int = 15
     eta: float = 0.0
