@@ -121,6 +121,7 @@ def one_user(
 def test_eight_concurrent_users(server: AppProcess, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from gradio_client import Client, handle_file
 
+    load_before = os.getloadavg()[0]  # other work on this machine skews the figures: record it
     # Warm up once (loads the shipped model, fills the caches), outside the measured window.
     warm = Client(server.url, verbose=False, analytics_enabled=False, download_files=str(tmp_path))
     warm.predict(handle_file(str(EXAMPLE)), 10, "linear", 1000, 0, api_name="/forward_view")
@@ -159,7 +160,11 @@ def test_eight_concurrent_users(server: AppProcess, tmp_path: Path, capsys: pyte
         "by_endpoint": {name: {"requests": len(v), **percentiles(v)} for name, v in by_endpoint.items()},
         "sampling_compute_s": percentiles(compute),  # the part of a /sample_digits request spent sampling
         "error_samples": errors[:5],
-        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_1m_before": round(load_before, 2),
+            "load_average_1m_after": round(os.getloadavg()[0], 2),
+        },
     }
     out = Path(os.environ.get("DDPM_LOAD_REPORT") or tmp_path / "load-report.json")
     out.write_text(json.dumps(report, indent=2) + "\n")
@@ -167,7 +172,7 @@ def test_eight_concurrent_users(server: AppProcess, tmp_path: Path, capsys: pyte
     lines = [
         f"load test: {USERS} users, {report['requests']} requests in {report['wall_s']} s, "
         f"{report['errors']} errors; latency p50 {lat['p50']} s, p95 {lat['p95']} s, p99 {lat['p99']} s "
-        f"(report: {out})",
+        f"({os.cpu_count()} CPUs, load average {load_before:.1f} before; report: {out})",
         *(
             f"  {name}: {v['requests']} requests, p50 {v['p50']} s, p95 {v['p95']} s, p99 {v['p99']} s"
             for name, v in report["by_endpoint"].items()
