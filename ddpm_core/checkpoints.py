@@ -97,6 +97,8 @@ def save_checkpoint(
         model=model.config.to_dict(),
         schedule={"name": schedule.name, "num_steps": schedule.num_steps},
     )
+    for stale in directory.parent.glob(directory.name + ".partial-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=directory.name + ".partial-", dir=directory.parent))
     try:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -110,10 +112,12 @@ def save_checkpoint(
             f.chmod(0o644)
         partial.chmod(0o755)
         previous = directory.with_name(directory.name + ".previous")
-        if previous.exists():
-            shutil.rmtree(previous)
         if directory.exists():
+            # NAME is complete, so an older NAME.previous is no longer needed; NAME becomes the fallback
+            if previous.exists():
+                shutil.rmtree(previous)
             os.replace(directory, previous)
+        # else: NAME.previous (if any) is the only complete copy and stays until the new NAME is in place
         os.replace(partial, directory)
         _fsync_dir(directory.parent)
         shutil.rmtree(previous, ignore_errors=True)

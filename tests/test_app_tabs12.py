@@ -148,9 +148,9 @@ def test_t_slider_follows_T(app_module: ModuleType) -> None:
     assert app_module._next_seed(41) == 42 and app_module._next_seed(None) == 0
 
 
-def test_only_the_first_two_tabs_exist(app_module: ModuleType) -> None:
+def test_the_four_tabs_in_order(app_module: ModuleType) -> None:
     tabs = [block for block in app_module.demo.blocks.values() if isinstance(block, gr.Tab)]
-    assert [tab.label for tab in tabs] == ["Forward noise", "Oracle reconstruction"]
+    assert [tab.label for tab in tabs] == ["Forward noise", "Oracle reconstruction", "Train or load", "Sample"]
 
 
 def test_command_line_honours_gradio_environment(app_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -176,3 +176,13 @@ def test_update_metadata_keeps_weights(saved: tuple[Path, ContextUNet]) -> None:
     ck.update_metadata(path, {"metrics": {"accuracy": 0.5}})
     assert ck.load_checkpoint(path).config["metrics"] == {"accuracy": 0.5}
     assert (path / ck.MODEL_FILE).read_bytes() == weights
+
+
+def test_stale_partial_folders_from_a_killed_save_are_cleared(saved: tuple[Path, ContextUNet]) -> None:
+    path, _ = saved
+    stale = path.with_name(path.name + ".partial-dead")
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    ck.save_checkpoint(path, tiny_model(seed=3), make_schedule("cosine", 50))
+    assert not stale.exists()
+    assert ck.load_checkpoint(path).model.config == WIDTH_PRESETS["tiny"]

@@ -555,12 +555,6 @@ def _tiny_model(seed: int) -> ContextUNet:
     return ContextUNet(WIDTH_PRESETS["tiny"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug in ddpm_core.checkpoints.save_checkpoint: when only NAME.previous is left (a crash between "
-    "its two renames), the next save deletes NAME.previous before moving the new folder in, so a crash in that "
-    "gap leaves no loadable checkpoint",
-)
 def test_a_crash_in_the_save_after_a_crash_keeps_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "ckpt"
     schedule = make_schedule("cosine", 50)
