@@ -234,7 +234,7 @@ def forward_view(
     samples_strip = pictures.labelled_strip(
         list(samples), [f"x{_sub(step)}, noise draw {k + 1}" for k in range(len(samples))]
     )
-    prev_label = "xₜ₋₁ = x₀ (t = 0)" if step == 0 else f"xₜ₋₁ = x{_sub(step - 1)}, by the jump from x₀"
+    prev_label = "xₜ₋₁ = x₀ (t = 0)" if step == 0 else f"xₜ₋₁ = x{_sub(step - 1)} (jump from x₀)"
     step_strip = pictures.labelled_strip(
         [to_uint8(view.x_prev), to_uint8(view.step_noise / NOISE_DISPLAY_SCALE), to_uint8(view.x_step)],
         [prev_label, "ε′ (fresh noise, shown ÷3)", f"x{_sub(step)} = √αₜ xₜ₋₁ + √βₜ ε′"],
@@ -339,7 +339,7 @@ def _error_canvas(key: tuple[str, int, int], name: str, T: int, seed: int) -> tu
                 note=f"capped at {curves.psnr_cap_db:.0f} dB: the oracle x̂₀ is exact up to rounding (PSNR ≈ ∞)",
             ),
         ],
-        title=f"Errors at every step ({name}, T = {T}; on a {w}×{h} copy, one shared ε)",
+        title=f"Errors at every t ({name}, T = {T}, {w}×{h} copy)",
         size=(6.4, 4.6),
     )
     return canvas, curves
