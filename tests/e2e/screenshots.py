@@ -4,7 +4,8 @@
 
 Starts ``python app.py`` on a free port (with a throw-away home folder), drives Debian's Chromium with
 Playwright at 1280 px wide and writes one full-page PNG per tab: ``forward.png`` (t = 300), ``oracle.png``
-(with the reverse chain run and the model-vs-oracle strip), ``train.png`` (the live model's card) and
+(with the reverse chain run and the model-vs-oracle strip), ``train.png`` (the live model's card and a
+45-second training run) and
 ``sample.png`` (two digits per class, with the denoising GIF). Each file is kept under ``--max-kb`` by
 reducing it to a 256-colour palette and, only if that is not enough, scaling it down.
 """
@@ -91,6 +92,10 @@ def oracle(page: Any, out: Path, max_kb: int) -> None:
 def train(page: Any, out: Path, max_kb: int) -> None:
     open_tab(page, "Train or load")
     page.locator("#model-info").filter(has_text="Live model").wait_for()
+    # a short real run, so the picture shows the loss curve and a preview grid, not empty panels
+    set_number(page, "train-minutes", 0.75)
+    page.locator("#train-start").click()
+    page.locator("#train-status").filter(has_text="finished at step").wait_for()
     save(page, out / "train.png", max_kb)
 
 
