@@ -19,6 +19,7 @@ import argparse
 import functools
 import logging
 import math
+import shutil
 import threading
 import time
 import uuid
@@ -412,6 +413,7 @@ TRAIN_POLL_S = 1.0
 FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training the live model"
 GIF_FRAMES = 25  # at most about this many frames per denoising GIF
 GIF_SCALE = 2
+WORKDIR_MAX_AGE_S = 3600.0  # generated files and uploads are kept this long (like Gradio's own cache)
 STREAM_EVERY_S = 0.3  # how often a running sampler's x̂₀ is streamed to the page
 DEFAULT_W = 2.0
 
@@ -434,10 +436,27 @@ def _live() -> LoadedModel:
 
 
 def _workdir(kind: str) -> Path:
-    """A fresh private folder under the app's runs root for one request's files."""
-    folder = runs_root() / kind / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    """A fresh private folder under the app's runs root for one request's files (old ones are cleared)."""
+    parent = runs_root() / kind
+    _clear_old_folders(parent)
+    folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     return folder
+
+
+def _clear_old_folders(parent: Path, max_age_s: float = WORKDIR_MAX_AGE_S) -> None:
+    """Delete request folders older than ``max_age_s``, except the one the live model was loaded from."""
+    if not parent.is_dir():
+        return
+    live = LIVE.peek()
+    keep = live.path.resolve() if live is not None and live.path is not None else None
+    cutoff = time.time() - max_age_s
+    for folder in parent.iterdir():
+        try:
+            if folder.is_dir() and folder.stat().st_mtime < cutoff and folder.resolve() != keep:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # another request removed it first
+            continue
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:

@@ -246,3 +246,27 @@ def test_training_over_the_api_can_be_stopped(gradio_client) -> None:
     message = job.result(timeout=60)[0]
     assert "stopped at step" in message
     assert time.perf_counter() - asked < 15
+
+
+def test_old_request_folders_are_cleared_but_not_the_live_models(app_module: ModuleType, tmp_path: Path) -> None:
+    import os
+
+    parent = app_module.runs_root() / "samples"
+    parent.mkdir(parents=True, exist_ok=True)
+    old, recent = parent / "old-request", parent / "recent-request"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "digits.png").write_bytes(b"png")
+    an_hour_and_more = time.time() - app_module.WORKDIR_MAX_AGE_S - 60
+    os.utime(old, (an_hour_and_more, an_hour_and_more))
+    fresh = app_module._workdir("samples")
+    assert fresh.is_dir() and not old.exists() and recent.exists()
+
+    uploads = app_module.runs_root() / "uploads"
+    source = app_module.LIVE.get().path
+    app_module.load_model([str(source / "model.safetensors"), str(source / "config.json")])
+    live_dir = app_module.LIVE.get().path
+    assert live_dir.parent == uploads
+    os.utime(live_dir, (an_hour_and_more, an_hour_and_more))
+    app_module._workdir("uploads")
+    assert live_dir.exists()  # the live model's own folder stays however old it is
