@@ -356,32 +356,47 @@ def bench_baseline(bench: Bench) -> None:
     )
 
 
-def bench_default(bench: Bench) -> None:
-    """Metric 2, ``ten_digits_default_s``: the app's default sampler; time, speed-up, GFLOP, accuracy."""
-    settings = SamplerSettings()
+@dataclass(frozen=True)
+class SamplerTiming:
+    """Median wall time of the library sampler on ten digits, its runs, last result and GFLOP."""
+
+    times: list[float]
+    seconds: float
+    result: Any
+    gflop: float
+
+
+def time_sampler(bench: Bench, settings: SamplerSettings, repeats: int) -> SamplerTiming:
+    """Sample the ten classes ``repeats`` times from the shared noise; GFLOP = one guided forward × evaluations."""
     noise = bench.noise()
     results = []
 
     def run() -> None:
         results.append(sample(bench.model, bench.schedule, TEN, settings, noise=noise))
 
-    times = time_runs(run, bench.repeats)
-    seconds = statistics.median(times)
+    times = time_runs(run, repeats)
     evals = results[-1].network_evaluations
     gflop = forward_flops(bench.model, guided_batch(len(TEN), settings.w)) * evals / 1e9
-    extra = bench.accuracy_extra(results[-1].images, TEN)
+    return SamplerTiming(times, statistics.median(times), results[-1], gflop)
+
+
+def bench_default(bench: Bench) -> None:
+    """Metric 2, ``ten_digits_default_s``: the app's default sampler; time, speed-up, GFLOP, accuracy."""
+    settings = SamplerSettings()
+    timing = time_sampler(bench, settings, bench.repeats)
+    extra = bench.accuracy_extra(timing.result.images, TEN)
     extra.update(accuracy_over_seeds(bench, settings, seeds=10))
-    bench.results["default_s"] = seconds
+    bench.results["default_s"] = timing.seconds
     bench.emitter.emit(
         "ten_digits_default_s",
-        seconds,
+        timing.seconds,
         "s",
-        runs_s=times,
-        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), seconds),
+        runs_s=timing.times,
+        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), timing.seconds),
         settings={"sampler": settings.sampler, "steps": settings.steps, "w": settings.w, "bf16": settings.bf16},
-        network_evaluations=evals,
-        gflop_per_run=gflop,
-        gflop_per_s=gflop / seconds,
+        network_evaluations=timing.result.network_evaluations,
+        gflop_per_run=timing.gflop,
+        gflop_per_s=timing.gflop / timing.seconds,
         **extra,
     )
 
@@ -403,29 +418,19 @@ def accuracy_over_seeds(bench: Bench, settings: Any, seeds: int) -> dict[str, An
 
 def bench_ddpm(bench: Bench) -> None:
     """Metric 4, ``ddpm_full_T_ten_digits_s``: the library's ancestral sampler over all T steps (bf16, inference)."""
-    settings = SamplerSettings(sampler="ddpm")
-    noise = bench.noise()
-    results = []
-
-    def run() -> None:
-        results.append(sample(bench.model, bench.schedule, TEN, settings, noise=noise))
-
-    times = time_runs(run, min(bench.repeats, 3))
-    seconds = statistics.median(times)
-    evals = results[-1].network_evaluations
-    gflop = forward_flops(bench.model, guided_batch(len(TEN), settings.w)) * evals / 1e9
-    bench.results["ddpm_s"] = seconds
+    timing = time_sampler(bench, SamplerSettings(sampler="ddpm"), min(bench.repeats, 3))
+    bench.results["ddpm_s"] = timing.seconds
     bench.emitter.emit(
         "ddpm_full_T_ten_digits_s",
-        seconds,
+        timing.seconds,
         "s",
-        runs_s=times,
-        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), seconds),
-        network_evaluations=evals,
-        gflop_per_run=gflop,
-        gflop_per_s=gflop / seconds,
+        runs_s=timing.times,
+        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), timing.seconds),
+        network_evaluations=timing.result.network_evaluations,
+        gflop_per_run=timing.gflop,
+        gflop_per_s=timing.gflop / timing.seconds,
         note="same T steps as the baseline: the ratio is what inference_mode + bf16 + the library step buy",
-        **bench.accuracy_extra(results[-1].images, TEN),
+        **bench.accuracy_extra(timing.result.images, TEN),
     )
 
 
