@@ -617,19 +617,6 @@ def test_help_lists_share_host_and_port() -> None:
         assert flag in result.stdout, f"{flag} missing from --help:\n{result.stdout}"
 
 
-def test_gradio_server_name_and_port_are_honoured(app_module: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GRADIO_SERVER_NAME", raising=False)
-    monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
-    default = app_module._parse_args([])
-    assert (default.host, default.port, default.share) == ("127.0.0.1", 7860, False)
-    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
-    monkeypatch.setenv("GRADIO_SERVER_PORT", "8123")
-    from_env = app_module._parse_args([])
-    assert (from_env.host, from_env.port) == ("0.0.0.0", 8123)
-    flags = app_module._parse_args(["--host", "10.1.2.3", "--port", "9000", "--share"])  # flags win
-    assert (flags.host, flags.port, flags.share) == ("10.1.2.3", 9000, True)
-
-
 def test_launch_and_queue_settings(app_module: ModuleType) -> None:
     assert os.environ.get("GRADIO_ANALYTICS_ENABLED") == "False"
     assert app_module.demo.analytics_enabled is False
