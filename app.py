@@ -40,12 +40,14 @@ from ddpm_core.classifier import DigitClassifier, classify, diversity, load_clas
 from ddpm_core.images import ImageInputError, LoadedImage, load_image_info, to_uint8
 from ddpm_core.live import JobStatus, LiveModel, TrainingBusyError, TrainingJob, runs_root
 from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
+from ddpm_core.runtime import Execution, choose_inference
 from ddpm_core.sampling import (
     SampleResult,
     SamplerSettings,
     SamplingCancelled,
     StepInfo,
     Trajectory,
+    guided_batch,
     sample,
     validate_labels,
     validate_settings,
@@ -487,8 +489,17 @@ def model_info() -> str:
         trained += f" in {minutes:g} min"
     return (
         f"**Live model: `{s['name']}`** — {s['parameters']:,} parameters, channels {s['channels']}, "
-        f"{s['schedule']}; trained {trained} on {s['data'] or 'unknown data'}.\n\n" + _metrics_table(s["metrics"])
+        f"{s['schedule']}; trained {trained} on {s['data'] or 'unknown data'}.\n\n"
+        + _metrics_table(s["metrics"])
+        + f"\n\n**On this machine** the network runs in {_default_execution().describe()}."
     )
+
+
+def _default_execution() -> Execution:
+    """How the live model runs for ten guided digits (timed once per process, then cached)."""
+    loaded = _live()
+    settings = SamplerSettings()
+    return choose_inference(loaded.model, guided_batch(10, settings.w), settings.precision, settings.runtime)
 
 
 @friendly_errors
@@ -561,7 +572,6 @@ def _train_config(minutes: Any, steps: Any, preset: str, batch: Any, lr: Any, dr
         max_steps=steps_i if steps_i > 0 else None,
         context_drop_prob=float(drop),
         seed=int(float(seed)),
-        bf16=True,
         checkpoint_every_s=30.0,
         report_every=5,
     )
@@ -739,7 +749,8 @@ def sample_digits(
         f"{len(images)} digits in **{result.seconds:.2f} s** ({result.network_evaluations} network passes, "
         f"{settings.sampler}, w = {settings.w:g}, seed {settings.seed}). The classifier reads "
         f"**{100 * accuracy:.0f}%** as the class asked for (green: agrees, red: disagrees). "
-        f"The GIF has {len(frames)} frames: x_t on the left, the model's x̂₀ on the right."
+        f"The GIF has {len(frames)} frames: x_t on the left, the model's x̂₀ on the right.\n\n"
+        f"Network: {result.execution.describe()}."
     )
     yield sheet, str(gif), [str(png), str(gif), str(npz)], summary
 
@@ -876,14 +887,13 @@ def _loss_curve_for(version: int) -> np.ndarray:
     loaded = _live()
     held = _digit_data().held_out
     pick = np.concatenate([np.flatnonzero(held.labels == c)[:LOSS_CURVE_PER_CLASS] for c in range(10)])
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=next(loaded.model.parameters()).device.type == "cpu"):
-        ts, losses = loss_by_t(
-            loaded.model,
-            loaded.schedule,
-            digits.to_model_range(held.images[pick]),
-            torch.as_tensor(held.labels[pick]),
-            num_t=LOSS_CURVE_STEPS,
-        )
+    ts, losses, _ = loss_by_t(
+        loaded.model,
+        loaded.schedule,
+        digits.to_model_range(held.images[pick]),
+        torch.as_tensor(held.labels[pick]),
+        num_t=LOSS_CURVE_STEPS,
+    )
     panel = pictures.CurvePanel(
         f"ε-prediction loss on {len(pick)} held-out digits", "mean ‖ε − ε_θ‖² per pixel", {"loss": losses}, log_y=True
     )

@@ -22,6 +22,7 @@ import torch
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint, update_metadata
 from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, frechet_distance, load_classifier
 from ddpm_core.data import DigitData, load_digits, to_model_range
+from ddpm_core.runtime import PRECISIONS, RUNTIMES, default_precision, default_runtime
 from ddpm_core.sampling import SamplerSettings, sample
 
 
@@ -47,12 +48,14 @@ def evaluate(
     real = classify(classifier, to_model_range(data.held_out.images)).features
     labels = torch.arange(10).repeat_interleave(per_class)
     rows = []
+    executions = {}
     for w in ws:
         images, seconds = [], 0.0
         for i, part in enumerate(labels.split(chunk)):
             result = sample(loaded.model, loaded.schedule, part, replace(settings, w=w, seed=settings.seed + i))
             images.append(result.images)
             seconds += result.seconds
+            executions[result.execution.name] = result.execution
         verdict = classify(classifier, torch.cat(images))
         rows.append(
             {
@@ -64,7 +67,13 @@ def evaluate(
             }
         )
     return {
-        "sampler": {"name": settings.sampler, "steps": settings.steps, "eta": settings.eta},
+        "sampler": {
+            "name": settings.sampler,
+            "steps": settings.steps,
+            "eta": settings.eta,
+            "spacing": settings.spacing,
+        },
+        "execution": [e.as_dict() for e in executions.values()],
         "held_out_images": len(data.held_out),
         "real_vs_real_frechet_distance": round(real_floor(classifier, data), 3),
         "by_w": rows,
@@ -78,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--ws", default="0,1,2,3,5", help="comma-separated guidance weights")
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--steps", type=int, default=SamplerSettings().steps, help="sampler steps")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default=default_precision(), help="auto: time fp32 and bf16, keep the faster"
+    )
+    p.add_argument("--runtime", choices=RUNTIMES, default=default_runtime(), help="auto: time PyTorch and ONNX Runtime")
     p.add_argument("--write", action="store_true", help="store the metrics in the checkpoint's config.json")
     args = p.parse_args(argv)
     loaded = load_checkpoint(args.checkpoint)
@@ -87,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         load_digits("bundled"),
         [float(w) for w in args.ws.split(",")],
         args.per_class,
-        SamplerSettings(seed=args.seed),
+        SamplerSettings(seed=args.seed, steps=args.steps, precision=args.precision, runtime=args.runtime),
     )
     print(json.dumps(metrics, indent=2))
     if args.write:

@@ -141,7 +141,8 @@ class TrainingJob:
         return not self.running
 
     def _preview(self, p: TrainProgress) -> np.ndarray:
-        result = sample(p.ema_model, p.schedule, list(range(10)), SamplerSettings(steps=10, seed=0))
+        # PyTorch, not ONNX Runtime: the EMA weights change between previews, and each change means a new export
+        result = sample(p.ema_model, p.schedule, list(range(10)), SamplerSettings(seed=0, runtime="torch"))
         return to_uint8(result.images)
 
     def _run(self, config: TrainConfig, data: DigitData, resume: LoadedModel | None, out_dir: Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ddpm_core.diffusion import predict_x0, q_sample
+from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime, network
 from ddpm_core.schedule import NoiseSchedule
 from ddpm_core.unet import NULL_LABEL, ContextUNet
 
@@ -29,6 +30,7 @@ class ModelVsOracle:
     x0_model: torch.Tensor
     eps_mse: float
     x0_l1: float
+    execution: Execution
 
 
 @torch.inference_mode()
@@ -40,12 +42,15 @@ def compare_with_oracle(
     t: int,
     seed: int = 0,
     conditional: bool = True,
+    precision: str | None = None,
+    runtime: str | None = None,
 ) -> ModelVsOracle:
     """ε_θ(x_t, t, c) against the true ε, and x̂_0 from it against x_0, for one image [1, 1, H, W]."""
     schedule.check_steps(t)
     x_t, eps = q_sample(schedule, x0, t, generator=torch.Generator().manual_seed(seed))
     labels = torch.tensor([label if conditional else NULL_LABEL])
-    eps_model = model(x_t, torch.tensor([t / schedule.num_steps]), labels).float()
+    execution = choose_inference(model, 1, precision or default_precision(), runtime or default_runtime())
+    eps_model = network(model, execution)(x_t, torch.tensor([t / schedule.num_steps]), labels)
     x0_model = predict_x0(schedule, x_t, t, eps_model)
     return ModelVsOracle(
         t=t,
@@ -56,6 +61,7 @@ def compare_with_oracle(
         x0_model=x0_model,
         eps_mse=float(((eps_model - eps) ** 2).mean()),
         x0_l1=float((x0_model.clamp(-1, 1) - x0).abs().mean()),
+        execution=execution,
     )
 
 
@@ -68,9 +74,14 @@ def loss_by_t(
     num_t: int = 25,
     seed: int = 0,
     batch_size: int = 500,
-) -> tuple[np.ndarray, np.ndarray]:
+    precision: str | None = None,
+    runtime: str | None = None,
+) -> tuple[np.ndarray, np.ndarray, Execution]:
     """Mean ‖ε − ε_θ(x_t, t, c)‖² per pixel (eq. 14) over the given digits at ``num_t`` evenly spaced steps."""
     generator = torch.Generator().manual_seed(seed)
+    batch = min(batch_size, len(labels))
+    execution = choose_inference(model, batch, precision or default_precision(), runtime or default_runtime())
+    net = network(model, execution)
     ts = np.unique(np.linspace(0, schedule.num_steps - 1, num_t).round().astype(int))
     losses = []
     for t in ts:
@@ -78,6 +89,6 @@ def loss_by_t(
         for xb, yb in zip(x0.split(batch_size), labels.split(batch_size), strict=True):
             x_t, eps = q_sample(schedule, xb, int(t), generator=generator)
             t_in = torch.full((len(yb),), float(t) / schedule.num_steps)
-            total += float(((model(x_t, t_in, yb).float() - eps) ** 2).mean(dim=(1, 2, 3)).sum())
+            total += float(((net(x_t, t_in, yb) - eps) ** 2).mean(dim=(1, 2, 3)).sum())
         losses.append(total / len(labels))
-    return ts, np.array(losses)
+    return ts, np.array(losses), execution

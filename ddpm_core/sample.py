@@ -21,7 +21,8 @@ from tqdm import tqdm
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
 from ddpm_core.data import to_uint8
 from ddpm_core.pictures import denoising_frames, image_grid, save_gif, save_png
-from ddpm_core.sampling import SAMPLERS, SamplerSettings, StepInfo, Trajectory, sample
+from ddpm_core.runtime import PRECISIONS, RUNTIMES
+from ddpm_core.sampling import SAMPLERS, SPACINGS, SamplerSettings, StepInfo, Trajectory, sample
 from ddpm_core.training import pick_device
 
 
@@ -45,7 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=1)
     p.add_argument("--classes", default="0-9", help="e.g. 0-9 or 1,3,7")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--fp32", action="store_true", help="run the network in float32 instead of bfloat16")
+    p.add_argument("--spacing", choices=SPACINGS, default=d.spacing, help="which steps ddim/dpmpp visit")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default=d.precision, help="auto: time fp32 and bf16 here, keep the faster"
+    )
+    p.add_argument(
+        "--runtime", choices=RUNTIMES, default=d.runtime, help="auto: time PyTorch and ONNX Runtime, keep the faster"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     p.add_argument("--out", required=True, help="npz file to write")
     p.add_argument("--grid", default=None, help="also write a PNG grid (one row per class)")
@@ -62,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_checkpoint(args.checkpoint)
         loaded.model.to(pick_device(args.device))
         labels = torch.tensor(classes).repeat_interleave(args.per_class)
-        settings = SamplerSettings(args.w, args.sampler, args.steps, args.eta, args.seed, bf16=not args.fp32)
+        settings = SamplerSettings(
+            args.w, args.sampler, args.steps, args.eta, args.seed,
+            spacing=args.spacing, precision=args.precision, runtime=args.runtime,
+        )  # fmt: skip
         total = loaded.schedule.num_steps if args.sampler == "ddpm" else args.steps
         trajectory = Trajectory(every=max(1, total // 25)) if args.gif else None
         bar = tqdm(total=total, unit="step", file=sys.stderr)
@@ -89,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             [to_uint8(x) for x in trajectory.xs], [to_uint8(x) for x in trajectory.pred_x0s], args.per_class, scale=3
         )
         written.append(str(save_gif(frames, args.gif, fps=12, hold_last=1.0)))
-    print(json.dumps({"images": len(images), "seconds": round(result.seconds, 3), "written": written}))
+    summary = {
+        "images": len(images),
+        "seconds": round(result.seconds, 3),
+        "network_evaluations": result.network_evaluations,
+        "execution": result.execution.as_dict(),
+        "written": written,
+    }
+    print(json.dumps(summary))
     return 0
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
 from ddpm_core.data import load_digits
+from ddpm_core.runtime import PRECISIONS
 from ddpm_core.schedule import SCHEDULE_NAMES, ScheduleConfig
 from ddpm_core.training import TrainConfig, TrainProgress, train
 from ddpm_core.unet import WIDTH_PRESETS
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default=d.schedule.name)
     p.add_argument("--T", type=int, default=d.schedule.num_steps, help="number of diffusion steps")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the network")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default=d.precision, help="auto: time fp32 and bf16 here, keep the faster"
+    )
     p.add_argument("--data", choices=["bundled", "mnist"], default="bundled")
     p.add_argument("--data-root", default="data", help="folder with MNIST/raw IDX files (for --data mnist)")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs a network)")
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         ema_decay=args.ema_decay,
         seed=args.seed,
         schedule=ScheduleConfig(args.schedule, args.T),
-        bf16=args.bf16,
+        precision=args.precision,
     )
     try:
         config.validate()
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(result.seconds, 1),
         "final_loss_mean_last_100": round(sum(result.losses[-100:]) / max(1, len(result.losses[-100:])), 5),
         "checkpoint": str(result.checkpoint),
+        "execution": result.execution.as_dict(),
     }
     print(json.dumps(summary))
     return 0

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ddpm_core.checkpoints import LoadedModel, save_checkpoint
 from ddpm_core.data import DigitData, to_model_range
 from ddpm_core.diffusion import q_sample
+from ddpm_core.runtime import PRECISIONS, Execution, autocast, choose_training, default_precision
 from ddpm_core.schedule import NoiseSchedule, ScheduleConfig
 from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet
 
@@ -49,7 +50,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig("cosine", 250))
-    bf16: bool = False
+    precision: str = field(default_factory=default_precision)  # auto (timed), fp32 or bf16 autocast
     checkpoint_every_s: float = 60.0
     report_every: int = 10
 
@@ -73,6 +74,8 @@ class TrainConfig:
             raise ValueError(f"unknown loss {self.loss!r}; choose mse, l1 or huber")
         if not 0 <= self.ema_decay < 1:
             raise ValueError("EMA decay must lie in [0, 1)")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +94,7 @@ class TrainProgress:
     eta_s: float
     ema_model: ContextUNet
     schedule: NoiseSchedule
+    execution: Execution
     done: bool = False
 
 
@@ -105,6 +109,7 @@ class TrainResult:
     losses: list[float]
     checkpoint: Path | None
     stopped_early: bool
+    execution: Execution
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -209,8 +214,6 @@ def train(
     y_all = torch.as_tensor(data.train.labels, dtype=torch.long).to(dev)
     n = len(y_all)
     budget_s = None if config.max_minutes is None else config.max_minutes * 60
-    t0 = time.perf_counter()
-    last_save = t0
     losses: list[float] = []
     window: list[float] = []
     step = start_step
@@ -240,6 +243,7 @@ def train(
             "final_loss": losses[-1] if losses else None,
             "config": config.to_dict(),
             "device": dev.type,
+            "execution": execution.as_dict(),
         }
         return save_checkpoint(out_dir, ema, schedule, meta, _training_state(model, optimizer, step))
 
@@ -249,10 +253,12 @@ def train(
         frac = fraction_done(elapsed)
         eta = 0.0 if done or frac <= 0 else elapsed * (1 - frac) / frac
         loss = sum(window) / len(window) if window else (losses[-1] if losses else float("nan"))
-        callback(TrainProgress(step, config.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, done))
+        callback(TrainProgress(step, config.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, execution, done))
 
     lr = learning_rate(config, 0, 0.0)
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.bf16)
+    execution = choose_training(model, config.batch_size, config.precision)
+    t0 = time.perf_counter()  # the precision probe is not training time
+    last_save = t0
     while True:
         elapsed = time.perf_counter() - t0
         if fraction_done(elapsed) >= 1.0:
@@ -269,7 +275,7 @@ def train(
         noise = torch.randn(x0.shape, generator=generator).to(dev)
         x_t, _ = q_sample(schedule, x0, t, noise=noise)
         labels = drop_context(labels, config.context_drop_prob, generator)
-        with autocast:
+        with autocast(execution.precision, dev):
             pred = model(x_t, t.float() / schedule.num_steps, labels)
         loss = diffusion_loss(pred.float(), noise, config.loss)
         optimizer.zero_grad(set_to_none=True)
@@ -295,4 +301,4 @@ def train(
     elapsed = time.perf_counter() - t0
     checkpoint = save(elapsed)
     report(elapsed, True)
-    return TrainResult(ema, schedule, step, prior_seconds + elapsed, losses, checkpoint, stopped_early)
+    return TrainResult(ema, schedule, step, prior_seconds + elapsed, losses, checkpoint, stopped_early, execution)

@@ -38,8 +38,9 @@ def test_an_untrained_model_has_unit_loss_at_every_t() -> None:
     schedule = make_schedule("cosine", 100)
     data = load_bundled().held_out
     x0 = to_model_range(data.images[:200])
-    ts, losses = loss_by_t(
+    ts, losses, execution = loss_by_t(
         ContextUNet(WIDTH_PRESETS["tiny"]).eval(), schedule, x0, torch.as_tensor(data.labels[:200]), 5
     )
     assert ts.tolist() == [0, 25, 50, 74, 99]
     np.testing.assert_allclose(losses, 1.0, atol=0.02)  # 200 × 784 draws: std ≈ 0.0036
+    assert execution.mode == "sample" and execution.precision in ("fp32", "bf16")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -63,7 +66,8 @@ def test_guidance_endpoints_and_mixture() -> None:
 def test_every_sampler_reaches_the_oracle_x0(sampler: str) -> None:
     x0 = torch.rand(1, 1, 8, 8) * 2 - 1
     model = OracleModel(x0, 100)
-    settings = SamplerSettings(w=2.0, sampler=sampler, steps=10, eta=0.5 if sampler == "ddim" else 0.0, bf16=False)
+    settings = SamplerSettings(w=2.0, sampler=sampler, steps=10, eta=0.5 if sampler == "ddim" else 0.0)
+    settings = replace(settings, precision="fp32", runtime="torch")
     result = sample(model, model.schedule, [1, 2, 3], settings)
     assert result.images.shape == (3, 1, 8, 8)
     assert (result.images - x0).abs().max() < 1e-4
@@ -98,15 +102,42 @@ def test_trajectory_records_each_step_and_the_last() -> None:
     schedule = make_schedule("cosine", 50)
     traj = Trajectory(every=3)
     sample(model, schedule, [4, 5], SamplerSettings(sampler="ddim", steps=10), callback=traj)
-    assert traj.steps == [s for i, s in enumerate(timesteps_for("ddim", 10, 50)) if i % 3 == 0 or i == 9]
+    assert traj.steps == [s for i, s in enumerate(timesteps_for("ddim", 10, schedule)) if i % 3 == 0 or i == 9]
     assert len(traj.xs) == len(traj.pred_x0s) == len(traj.steps)
     assert traj.xs[0].shape == (2, 1, 28, 28)
 
 
 def test_timesteps_start_at_pure_noise_and_descend() -> None:
-    ts = timesteps_for("ddim", 7, 1000)
+    linear = make_schedule("linear", 1000)
+    ts = timesteps_for("ddim", 7, linear, "linspace")
     assert ts[0] == 999 and ts[-1] == 0 and ts == sorted(ts, reverse=True) and len(ts) == 7
-    assert timesteps_for("ddpm", 3, 20) == list(range(19, -1, -1))
+    assert timesteps_for("ddpm", 3, make_schedule("cosine", 20)) == list(range(19, -1, -1))
+
+
+def test_trailing_spacing_is_diffusers_trailing() -> None:
+    """T = 1000, 10 steps: 999, 899, …, 99 (round(T − i·T/n) − 1); the last step jumps to x_0."""
+    assert timesteps_for("dpmpp", 10, make_schedule("linear", 1000), "trailing") == list(range(999, 0, -100))
+
+
+def test_logsnr_spacing_is_uniform_in_half_log_snr() -> None:
+    """Independently: λ_t = ½ log(ᾱ_t / (1 − ᾱ_t)) from the closed-form linear ᾱ, n + 1 even λ, nearest t."""
+    import numpy as np
+
+    T, n = 1000, 8
+    betas = np.linspace(1e-4, 0.02, T)
+    abar = np.cumprod(1 - betas)
+    lam = 0.5 * np.log(abar / (1 - abar))
+    grid = np.linspace(lam[-1], lam[0], n + 1)[:-1]
+    expected = [int(np.abs(lam - g).argmin()) for g in grid]
+    assert timesteps_for("dpmpp", n, make_schedule("linear", T), "logsnr") == expected
+    assert len(set(expected)) == n  # no collisions on this schedule, so no step was moved
+
+
+def test_logsnr_spacing_stays_distinct_where_the_schedule_is_steep() -> None:
+    """The cosine schedule's last β is clipped, so λ_{T−1} is far below its neighbours: steps must not repeat."""
+    for n in (4, 8, 15, 40):
+        ts = timesteps_for("dpmpp", n, make_schedule("cosine", 250), "logsnr")
+        assert len(ts) == n and ts[0] == 249 and all(a > b for a, b in itertools.pairwise(ts)) and ts[-1] >= 0
 
 
 @pytest.mark.parametrize(
