@@ -72,3 +72,30 @@ def test_evaluate_records_metrics_in_the_checkpoint(tiny_checkpoint: Path, capsy
     assert [row["w"] for row in stored["by_w"]] == [0.0, 3.0]
     assert all(row["samples"] == 20 and 0 <= row["accuracy"] <= 1 for row in stored["by_w"])
     assert stored["real_vs_real_frechet_distance"] >= 0
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_every_cli_runs_with_each_precision(
+    precision: str, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train, sample and evaluate take --precision and report what ran, with the CPU capability."""
+    out = tmp_path / "run"
+    args = ["--steps", "2", "--preset", "tiny", "--T", "20", "--batch-size", "8", "--precision", precision]
+    assert train.main([*args, "--out", str(out)]) == 0
+    trained = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["execution"]
+    assert (
+        sample.main(
+            ["--checkpoint", str(out), "--steps", "3", "--precision", precision, "--out", str(tmp_path / "s.npz")]
+        )
+        == 0
+    )
+    sampled = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["execution"]
+    assert evaluate.main(["--checkpoint", str(out), "--per-class", "1", "--ws", "2", "--precision", precision]) == 0
+    evaluated = json.loads(capsys.readouterr().out)["execution"][0]
+    for execution, mode in ((trained, "train"), (sampled, "sample"), (evaluated, "sample")):
+        assert execution["mode"] == mode and execution["cpu_capability"]
+        assert execution["precision"] in (("fp32",) if precision == "fp32" else ("fp32", "bf16"))
+        assert execution["requested"].startswith(precision)
+        if precision == "auto":  # timed: the report holds a time for fp32 and for bf16
+            assert execution["batch"] > 0 and {"torch-fp32", "torch-bf16"} <= set(execution["timings_ms"])
+    assert load_checkpoint(out).config["training"]["execution"] == trained
