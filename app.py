@@ -541,6 +541,7 @@ def _training_message(status: JobStatus) -> str:
         return (
             f"Training… step **{status.step}**, loss {loss}, {100 * status.fraction:.0f}% of the budget, "
             f"{status.elapsed_s:.0f} s elapsed, about {status.eta_s:.0f} s left."
+            + (f"\n\nTraining in {status.execution}." if status.execution else "")
         )
     if status.checkpoint is None:
         return "No training run yet."
@@ -812,7 +813,7 @@ def guidance_sweep(
     return sheet, plot, note
 
 
-COMPARISONS: tuple[tuple[str, int], ...] = (("ddpm", 0), ("ddim", 50), ("ddim", 10), ("dpmpp", 15), ("dpmpp", 8))
+COMPARISONS: tuple[tuple[str, int], ...] = (("ddpm", 0), ("ddim", 50), ("ddim", 10), ("dpmpp", 15), ("dpmpp", 6))
 
 
 @friendly_errors

@@ -2,13 +2,16 @@
 
 Run it from the repository root::
 
-    python -m ddpm_core.bench                                   # the shipped model, 5 repeats, ~20 min
-    python -m ddpm_core.bench --quick --skip-train              # a fast look (3 repeats, no long training)
+    python -m ddpm_core.bench                                   # the shipped model, 5 repeats, < 10 min
+    python -m ddpm_core.bench --quick                           # a fast look (3 repeats, shorter loops)
+    python -m ddpm_core.bench --train95                         # also train from scratch until 95% (minutes)
     python -m ddpm_core.bench --checkpoint /tmp/ck_tiny --quick --skip-train --out bench.jsonl
     python -m ddpm_core.bench --only baseline,default,unet      # a subset (see --help for the names)
 
-Every line holds ``metric``, ``value``, ``unit``, ``cores`` (os.cpu_count()) and ``torch_threads``
-(torch.get_num_threads()), plus extras such as the individual runs, ratios and accuracies. The first line
+Every line holds ``metric``, ``value``, ``unit``, ``cores`` (os.cpu_count()), ``torch_threads``
+(torch.get_num_threads()), ``cpu_capability`` (torch.backends.cpu.get_cpu_capability()) and ``execution``
+(the precision and runtime that ``auto`` picked for the default sampler on this machine, with the time of
+every candidate), plus extras such as the individual runs, ratios and accuracies. The first line
 (``baseline_note``) says what the baseline is; the last (``summary``) gathers the ratios.
 
 How to read the numbers:
@@ -23,6 +26,9 @@ How to read the numbers:
   whole sampler, so it also pays for the sampler's own arithmetic and Python overhead.
 * Accuracy is the project's digit classifier's verdict on the requested labels. Ten digits give 10%
   steps; the 100-digit figure comes with a Wilson 95% lower bound, which is what a "≥ 99%" claim needs.
+* Variants that measure ``SEVERAL`` times slower than the fastest after a few calls (bf16 on a CPU
+  without native bf16 is about 20× slower) are reported with those calls and ``"stopped": true`` and not
+  timed further, so the bench finishes in minutes on any CPU.
 * On a shared 2-core machine, torch's default of 2 threads can run several times *slower* than 1 thread
   while another process keeps a core busy (the threads wait for each other). If the numbers look odd,
   compare a run with ``--threads 1``; every line reports ``torch_threads``.
@@ -57,19 +63,25 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from ddpm_core import onnx_network
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, load_classifier
 from ddpm_core.data import load_bundled
 from ddpm_core.images import load_image_info, to_uint8
 from ddpm_core.oracle import error_curves, explore_forward
-from ddpm_core.sampling import SamplerSettings, sample
+from ddpm_core.runtime import Execution, choose_inference, choose_training, cpu_capability, race
+from ddpm_core.sampling import SamplerSettings, guided_batch, sample
 from ddpm_core.schedule import NoiseSchedule, make_schedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
-from ddpm_core.unet import NULL_LABEL
+from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "digits-base"
-GROUPS: tuple[str, ...] = ("baseline", "default", "unet", "ddpm", "train", "train95", "forward", "cold", "rss")
+GROUPS: tuple[str, ...] = (
+    "baseline", "default", "variants", "unet", "ddpm", "train", "train95", "forward", "cold", "rss",
+)  # fmt: skip
+OPT_IN: tuple[str, ...] = ("train95",)  # minutes of training: only with --only train95 (or --train95)
+SEVERAL = 5.0  # a variant this many times slower than the fastest after a few calls is not timed further
 TEN = tuple(range(10))
 TARGET_ACCURACY = 0.95
 
@@ -112,15 +124,19 @@ class Emitter:
     out: IO[str] | None = None
     stream: IO[str] | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
+    execution: Execution | None = None  # the default sampler's precision and runtime, once chosen
 
     def emit(self, metric: str, value: Any, unit: str | None, **extra: Any) -> dict[str, Any]:
-        """Emit ``{"metric", "value", "unit", "cores", "torch_threads", **extra}`` and return it."""
+        """Emit ``{"metric", "value", "unit", "cores", "torch_threads", "cpu_capability", "execution", **extra}``."""
+        execution = None if self.execution is None else _execution_summary(self.execution)
         line = {
             "metric": metric,
             "value": rounded(value),
             "unit": unit,
             "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
+            "cpu_capability": cpu_capability(),
+            "execution": rounded(execution),
             **rounded(extra),
         }
         text = json.dumps(line, ensure_ascii=False)
@@ -130,6 +146,17 @@ class Emitter:
             self.out.flush()
         self.lines.append(line)
         return line
+
+
+def _execution_summary(execution: Execution) -> dict[str, Any]:
+    """The parts of a choice a bench row needs: what was chosen, each candidate's time, who was stopped."""
+    return {
+        "chosen": execution.name,
+        "timings_ms": execution.timings_ms,
+        "timed_at_batch": execution.timed_at,
+        "stopped": list(execution.stopped),
+        "probe_s": execution.probe_s,
+    }
 
 
 def time_runs(fn: Callable[[], Any], repeats: int) -> list[float]:
@@ -222,11 +249,6 @@ def start_noise(model: nn.Module, n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-def guided_batch(n: int, w: float) -> int:
-    """Batch size of one guided forward: 2n (conditional + unconditional) unless w is 0 or 1."""
-    return n if w in (0.0, 1.0) else 2 * n
-
-
 @contextlib.contextmanager
 def _unfused_attention() -> Iterator[None]:
     """Route attention through plain matmuls so FlopCounterMode sees them (the fused CPU kernels are not counted)."""
@@ -276,6 +298,7 @@ class Bench:
     repeats: int
     quick: bool
     seed: int = 0
+    compile: bool = False  # also time torch.compile (Inductor, freezing): tens of seconds to build
     results: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -309,18 +332,22 @@ def load_optional_classifier(path: Path) -> tuple[DigitClassifier | None, str | 
         return None, f"classifier at {path} could not be loaded ({exc}); accuracy skipped"
 
 
-def warm_up(model: nn.Module) -> None:
-    """A few untimed forward passes in every mode the metrics use, so one-off set-up costs stay out of the medians."""
+def default_execution(model: nn.Module) -> Execution:
+    """How ``auto`` runs the default sampler's network here (the race that picks it warms every candidate up)."""
+    settings = SamplerSettings()
+    return choose_inference(model, guided_batch(len(TEN), settings.w), settings.precision, settings.runtime)
+
+
+def warm_up(model: nn.Module) -> Execution:
+    """Choose the default execution, then two untimed fp32 passes with autograd on (the baseline's mode)."""
+    execution = default_execution(model)
     x = start_noise(model, 20)
     t = torch.full((20,), 0.5)
     labels = torch.arange(20) % (NULL_LABEL + 1)
     model.eval()
     for _ in range(2):
         model(x, t, labels)
-        with torch.inference_mode():
-            model(x, t, labels)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                model(x, t, labels)
+    return execution
 
 
 # ----------------------------------------------------------------------------------------------
@@ -393,12 +420,92 @@ def bench_default(bench: Bench) -> None:
         "s",
         runs_s=timing.times,
         speedup_vs_baseline=ratio(bench.results.get("baseline_s"), timing.seconds),
-        settings={"sampler": settings.sampler, "steps": settings.steps, "w": settings.w, "bf16": settings.bf16},
+        settings={
+            "sampler": settings.sampler, "steps": settings.steps, "spacing": settings.spacing, "w": settings.w,
+            "precision": settings.precision, "runtime": settings.runtime,
+        },
+        ran_as=timing.result.execution.name,
         network_evaluations=timing.result.network_evaluations,
         gflop_per_run=timing.gflop,
         gflop_per_s=timing.gflop / timing.seconds,
         **extra,
-    )
+    )  # fmt: skip
+
+
+# What made fp32 fast, one change at a time: the old default first, the new default last.
+FP32_TORCH = {"precision": "fp32", "runtime": "torch"}
+STEPS = SamplerSettings().steps
+BEFORE = "before: dpmpp 15 linspace torch-fp32"
+DEFAULT = f"default: dpmpp {STEPS} logsnr auto"
+SAMPLER_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (BEFORE, {"steps": 15, "spacing": "linspace", **FP32_TORCH}),
+    ("dpmpp 15 trailing torch-fp32", {"steps": 15, "spacing": "trailing", **FP32_TORCH}),
+    ("dpmpp 15 logsnr torch-fp32", {"steps": 15, "spacing": "logsnr", **FP32_TORCH}),
+    (f"dpmpp {STEPS} logsnr torch-fp32", {"steps": STEPS, "spacing": "logsnr", **FP32_TORCH}),
+    (
+        f"dpmpp {STEPS} logsnr torch-bf16",
+        {"steps": STEPS, "spacing": "logsnr", "precision": "bf16", "runtime": "torch"},
+    ),
+    (f"dpmpp {STEPS} logsnr onnx-fp32", {"steps": STEPS, "spacing": "logsnr", "precision": "fp32", "runtime": "onnx"}),
+    (DEFAULT, {}),
+)
+
+
+def screened_timings(
+    candidates: dict[str, Callable[[], Any]], repeats: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per call of each candidate: a short race first (clear losers stop there), then ``repeats`` runs.
+
+    Returns (timed, stopped): the survivors' ``repeats`` timings, and the few timings of those stopped.
+    """
+    screen = race(candidates, max_rounds=2, losing_ratio=SEVERAL, budget_s=math.inf)
+    timed = {n: time_runs(fn, repeats) for n, fn in candidates.items() if n not in screen.stopped}
+    stopped = {n: [ms / 1e3 for ms in screen.times_ms[n]] for n in screen.stopped}
+    return timed, stopped
+
+
+def bench_variants(bench: Bench) -> None:
+    """Metric 2b, ``ten_digits_variants_s``: spacing, steps, precision and runtime one at a time, at 1 and 2 threads."""
+    noise = bench.noise()
+    settings = {name: replace(SamplerSettings(), **change) for name, change in SAMPLER_VARIANTS}
+    accuracy_by_variant: dict[str, Any] = {}
+    threads_before = torch.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, os.cpu_count() or 1)}):
+            torch.set_num_threads(threads)
+            candidates = {
+                name: (lambda s=s: sample(bench.model, bench.schedule, TEN, s, noise=noise))
+                for name, s in settings.items()
+            }
+            timed, stopped = screened_timings(candidates, bench.repeats)
+            if not accuracy_by_variant:
+                for name in timed:
+                    accuracy_by_variant[name] = accuracy_over_seeds(bench, settings[name], seeds=10)
+            rows = {}
+            for name in settings:
+                runs = timed.get(name) or stopped.get(name) or []
+                rows[name] = {
+                    "median_s": statistics.median(runs) if runs else None,
+                    "runs_s": runs,
+                    "stopped": name in stopped,
+                    **accuracy_by_variant.get(name, {}),
+                }
+            default, before = rows[DEFAULT], rows[BEFORE]
+            bench.results[f"variants_{threads}"] = rows
+            bench.emitter.emit(
+                "ten_digits_variants_s",
+                default["median_s"],
+                "s",
+                threads=threads,
+                variants=rows,
+                speedup_default_vs_before_fp32=ratio(before["median_s"], default["median_s"]),
+                note=(
+                    "ten guided digits (w = 2) from the same noise; value = the default. A variant 'stopped' was "
+                    f"{SEVERAL:g}× slower than the fastest after its first calls and was not timed further"
+                ),
+            )
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def accuracy_over_seeds(bench: Bench, settings: Any, seeds: int) -> dict[str, Any]:
@@ -417,7 +524,7 @@ def accuracy_over_seeds(bench: Bench, settings: Any, seeds: int) -> dict[str, An
 
 
 def bench_ddpm(bench: Bench) -> None:
-    """Metric 4, ``ddpm_full_T_ten_digits_s``: the library's ancestral sampler over all T steps (bf16, inference)."""
+    """Metric 4, ``ddpm_full_T_ten_digits_s``: the library's ancestral sampler over all T steps (auto, inference)."""
     timing = time_sampler(bench, SamplerSettings(sampler="ddpm"), min(bench.repeats, 3))
     bench.results["ddpm_s"] = timing.seconds
     bench.emitter.emit(
@@ -429,7 +536,8 @@ def bench_ddpm(bench: Bench) -> None:
         network_evaluations=timing.result.network_evaluations,
         gflop_per_run=timing.gflop,
         gflop_per_s=timing.gflop / timing.seconds,
-        note="same T steps as the baseline: the ratio is what inference_mode + bf16 + the library step buy",
+        ran_as=timing.result.execution.name,
+        note="same T steps as the baseline: the ratio is what inference_mode + the auto runtime + the library step buy",
         **bench.accuracy_extra(timing.result.images, TEN),
     )
 
@@ -439,35 +547,52 @@ def bench_ddpm(bench: Bench) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def unet_step_times(
-    model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, bf16: bool, calls: int
-) -> list[float]:
-    """Seconds of ``calls`` forward passes under inference_mode (bf16 autocast if asked), after 2 untimed ones."""
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.inference_mode(), autocast:
-        for _ in range(2):
-            model(x, t, labels)
-        return time_runs(lambda: model(x, t, labels), calls)
+def unet_variants(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, compile_too: bool):
+    """One forward pass at batch ``len(x)`` in each way worth timing, as name → zero-argument callable."""
+    cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
+    cl_x = x.contiguous(memory_format=torch.channels_last)
+
+    def eager(net: nn.Module, inp: torch.Tensor, bf16: bool) -> Callable[[], Any]:
+        def run() -> Any:
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                return net(inp, t, labels)
+
+        return run
+
+    variants: dict[str, Callable[[], Any]] = {
+        "torch-fp32": eager(model, x, False),
+        "torch-bf16": eager(model, x, True),
+        "torch-fp32-channels_last": eager(cl_model, cl_x, False),
+        "torch-bf16-channels_last": eager(cl_model, cl_x, True),
+    }
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model.eval(), (x, t, labels))))
+    variants["torch-fp32-jit_frozen"] = eager(frozen, x, False)  # type: ignore[arg-type]
+    if onnx_network.available():
+        session = onnx_network.session_for(model)
+        variants["onnx-fp32"] = lambda: session(x, t, labels)
+    if compile_too:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True
+        compiled = torch.compile(model)
+        variants["torch-fp32-compile_inductor_freezing"] = eager(compiled, x, False)  # type: ignore[arg-type]
+    return variants
 
 
 def bench_unet(bench: Bench) -> None:
-    """Metric 3, ``unet_step_ms_batch20``: fp32 / bf16 × contiguous / channels_last; value = the fastest."""
+    """Metric 3, ``unet_step_ms_batch20``: every precision, layout and runtime; value = the fastest."""
     n = len(TEN)
     x = bench.noise().repeat(2, 1, 1, 1)
     t = torch.full((2 * n,), 0.5)
     labels = torch.cat([torch.tensor(TEN), torch.full((n,), NULL_LABEL)])
     calls = 10 if bench.quick else max(20, 5 * bench.repeats)
-    cl_model = copy.deepcopy(bench.model).to(memory_format=torch.channels_last).eval()
-    cl_x = x.contiguous(memory_format=torch.channels_last)
-    variants: dict[str, float] = {}
-    for name, model, inp, bf16 in (
-        ("fp32", bench.model, x, False),
-        ("bf16", bench.model, x, True),
-        ("fp32_channels_last", cl_model, cl_x, False),
-        ("bf16_channels_last", cl_model, cl_x, True),
-    ):
-        variants[name] = statistics.median(unet_step_times(model, inp, t, labels, bf16, calls)) * 1e3
-    fastest = min(variants, key=variants.__getitem__)
+    start = time.perf_counter()
+    candidates = unet_variants(bench.model, x, t, labels, bench.compile)
+    setup_s = time.perf_counter() - start
+    timed, stopped = screened_timings(candidates, calls)
+    variants = {name: statistics.median(runs) * 1e3 for name, runs in {**timed, **stopped}.items()}
+    fastest = min(timed, key=lambda name: statistics.median(timed[name]))
     bench.results["unet_ms"] = variants
     bench.emitter.emit(
         "unet_step_ms_batch20",
@@ -475,11 +600,14 @@ def bench_unet(bench: Bench) -> None:
         "ms",
         fastest=fastest,
         variants_ms=variants,
+        stopped=sorted(stopped),
         calls_per_variant=calls,
-        speedup_bf16_vs_fp32=ratio(variants["fp32"], variants["bf16"]),
-        speedup_fastest_vs_fp32=ratio(variants["fp32"], variants[fastest]),
+        speedup_bf16_vs_fp32=ratio(variants["torch-fp32"], variants["torch-bf16"]),
+        speedup_fastest_vs_fp32=ratio(variants["torch-fp32"], variants[fastest]),
         mode="inference_mode",
+        setup_s=setup_s,
         gflop_per_step=forward_flops(bench.model, 2 * n) / 1e9,
+        note="setup_s: building the jit, ONNX (and compiled) variants; 'stopped' variants got only a few calls",
     )
 
 
@@ -488,10 +616,10 @@ def bench_unet(bench: Bench) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def train_throughput(bf16: bool, warmup: int, steps: int, preset: str = "base") -> float:
+def train_throughput(precision: str, warmup: int, steps: int, preset: str = "base") -> float:
     """Training images per second at TrainConfig() defaults, measured over ``steps`` steps after ``warmup``."""
     config = replace(
-        TrainConfig(), preset=preset, max_steps=warmup + steps, max_minutes=None, bf16=bf16, report_every=1
+        TrainConfig(), preset=preset, max_steps=warmup + steps, max_minutes=None, precision=precision, report_every=1
     )
     stamps: dict[int, float] = {}
 
@@ -503,22 +631,29 @@ def train_throughput(bf16: bool, warmup: int, steps: int, preset: str = "base") 
 
 
 def bench_train_throughput(bench: Bench) -> None:
-    """Metric 5a, ``train_images_per_s``: default preset, fp32 and bf16; value = bf16 (how the app trains fast)."""
+    """Metric 5a, ``train_images_per_s``: default preset in fp32 and bf16; value = what ``auto`` trains in."""
     warmup, steps = (3, 8) if bench.quick else (5, 20)
-    fp32 = train_throughput(False, warmup, steps)
-    bf16 = train_throughput(True, warmup, steps)
-    bench.results["train_images_per_s"] = {"fp32": fp32, "bf16": bf16}
+    batch = TrainConfig().batch_size
+    choice = choose_training(ContextUNet(WIDTH_PRESETS[TrainConfig().preset]), batch, "auto")
+    rates: dict[str, float | None] = {}
+    for precision in ("fp32", "bf16"):
+        stopped = f"torch-{precision}" in choice.stopped
+        rates[precision] = None if stopped else train_throughput(precision, warmup, steps)
+    bench.results["train_images_per_s"] = rates
     bench.emitter.emit(
         "train_images_per_s",
-        bf16,
+        rates[choice.precision],
         "images/s",
-        fp32_images_per_s=fp32,
-        bf16_images_per_s=bf16,
-        speedup_bf16_vs_fp32=ratio(bf16, fp32),
+        auto_chose=choice.precision,
+        probe=_execution_summary(choice),
+        fp32_images_per_s=rates["fp32"],
+        bf16_images_per_s=rates["bf16"],
+        speedup_bf16_vs_fp32=ratio(rates["bf16"], rates["fp32"]),
         preset=TrainConfig().preset,
-        batch_size=TrainConfig().batch_size,
+        batch_size=batch,
         warmup_steps=warmup,
         measured_steps=steps,
+        note="a precision the probe stopped as clearly slower (forward + backward) is not trained with: null",
     )
 
 
@@ -562,12 +697,12 @@ class AccuracyWatch:
 
 
 def bench_time_to_accuracy(bench: Bench, minutes: float, every_s: float) -> None:
-    """Metric 5b, ``time_to_95pct_guided_accuracy_s``: train from scratch (default preset, bf16) until 95%."""
+    """Metric 5b, ``time_to_95pct_guided_accuracy_s``: train from scratch (default preset, auto precision) until 95%."""
     if bench.classifier is None:
         bench.emitter.emit("time_to_95pct_guided_accuracy_s", None, "s", skipped=True, note=bench.classifier_note)
         return
     watch = AccuracyWatch(bench.classifier, every_s)
-    config = replace(TrainConfig(), bf16=True, max_minutes=minutes, max_steps=None, report_every=1)
+    config = replace(TrainConfig(), max_minutes=minutes, max_steps=None, report_every=1)
     result = train(config, load_bundled(), callback=watch, should_stop=watch.should_stop, device="cpu")
     best = max((e["accuracy"] for e in watch.evaluations), default=None)
     bench.results["time_to_95_s"] = watch.reached_s
@@ -837,9 +972,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=5, help="runs per timing; medians are reported (default 5)")
     p.add_argument("--quick", action="store_true", help="3 repeats, shorter loops, no time-to-95%% training")
+    p.add_argument("--train95", action="store_true", help="also run train95: train from scratch until 95%% accuracy")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile in the unet group (slow to build)")
     p.add_argument("--train-minutes", type=float, default=10.0, help="budget for time_to_95pct_guided_accuracy_s")
     p.add_argument("--eval-every", type=float, default=60.0, help="seconds of training between accuracy checks")
-    p.add_argument("--skip-train", action="store_true", help="skip time_to_95pct_guided_accuracy_s")
+    p.add_argument("--skip-train", action="store_true", help="skip time_to_95pct_guided_accuracy_s (the default)")
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(GROUPS)}")
     p.add_argument("--seed", type=int, default=0, help="seed of the shared starting noise")
     p.add_argument(
@@ -851,7 +988,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def selected_groups(args: argparse.Namespace) -> list[str]:
     """The metric groups to run, in order; raises ValueError for unknown names."""
-    groups = list(GROUPS) if args.only is None else [g.strip() for g in args.only.split(",") if g.strip()]
+    if args.only is None:
+        groups = [g for g in GROUPS if g not in OPT_IN or (g == "train95" and args.train95)]
+    else:
+        groups = [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
         raise ValueError(f"unknown metric group(s) {unknown}; choose from {', '.join(GROUPS)}")
@@ -868,10 +1008,19 @@ def summary_extra(bench: Bench) -> dict[str, Any]:
     return {
         "speedup_default_vs_baseline": ratio(r.get("baseline_s"), r.get("default_s")),
         "speedup_ddpm_full_T_vs_baseline": ratio(r.get("baseline_s"), r.get("ddpm_s")),
-        "speedup_unet_bf16_vs_fp32": ratio(unet.get("fp32"), unet.get("bf16")),
+        "speedup_unet_bf16_vs_fp32": ratio(unet.get("torch-fp32"), unet.get("torch-bf16")),
+        "speedup_default_vs_before_fp32_1_thread": ratio(
+            _median_of(r, "variants_1", BEFORE),
+            _median_of(r, "variants_1", DEFAULT),
+        ),
+        "default_execution": None if bench.emitter.execution is None else bench.emitter.execution.describe(),
         "speedup_train_bf16_vs_fp32": ratio(train_rates.get("bf16"), train_rates.get("fp32")),
         "time_to_95pct_guided_accuracy_s": r.get("time_to_95_s"),
     }
+
+
+def _median_of(results: dict[str, Any], key: str, variant: str) -> float | None:
+    return ((results.get(key) or {}).get(variant) or {}).get("median_s")
 
 
 def run_groups(bench: Bench, groups: list[str], args: argparse.Namespace) -> None:
@@ -879,6 +1028,7 @@ def run_groups(bench: Bench, groups: list[str], args: argparse.Namespace) -> Non
     actions: dict[str, Callable[[], None]] = {
         "baseline": lambda: bench_baseline(bench),
         "default": lambda: bench_default(bench),
+        "variants": lambda: bench_variants(bench),
         "unet": lambda: bench_unet(bench),
         "ddpm": lambda: bench_ddpm(bench),
         "train": lambda: bench_train_throughput(bench),
@@ -916,8 +1066,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w", encoding="utf-8") if args.out else contextlib.nullcontext() as out:
         repeats = min(args.repeats, 3) if args.quick else args.repeats
         bench = Bench(
-            loaded, checkpoint, classifier, classifier_note, Emitter(out), max(1, repeats), args.quick, args.seed
-        )
+            loaded, checkpoint, classifier, classifier_note, Emitter(out), max(1, repeats), args.quick, args.seed,
+            compile=args.compile,
+        )  # fmt: skip
+        bench.emitter.execution = warm_up(bench.model)
         bench.emitter.emit(
             "baseline_note",
             None,
@@ -930,8 +1082,8 @@ def main(argv: list[str] | None = None) -> int:
             torch=torch.__version__,
             repeats=bench.repeats,
             groups=groups,
+            default_execution=bench.emitter.execution.describe(),
         )
-        warm_up(bench.model)
         run_groups(bench, groups, args)
         if classifier_note:
             bench.notes.append(classifier_note)

@@ -89,6 +89,7 @@ class JobStatus:
     stopped_early: bool = False
     error: str | None = None
     run_id: int = 0
+    execution: str = ""  # how the network trains here (precision, timings, CPU capability)
 
 
 class TrainingJob:
@@ -157,6 +158,7 @@ class TrainingJob:
             with self._lock:
                 s = self._status
                 s.step, s.fraction, s.elapsed_s, s.eta_s = p.step, p.fraction, p.elapsed_s, p.eta_s
+                s.execution = p.execution.describe()
                 s.steps_seen.append(p.step)
                 s.losses.append(p.loss)
                 if preview is not None:

@@ -41,6 +41,7 @@ RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
 PRECISION_ENV = "DDPM_PLAYGROUND_PRECISION"
 RUNTIME_ENV = "DDPM_PLAYGROUND_RUNTIME"
 PROBE_MAX_BATCH = 64  # the real batch up to this size; larger batches are timed at this size
+PROBE_MAX_TRAIN_BATCH = 32  # forward + backward costs about 3×: a smaller cap keeps the probe well under a second
 LOSING_RATIO = 2.0  # at the real batch: a candidate this many times slower than the leader stops
 SMALL_BATCH_LOSING_RATIO = 8.0  # at a batch of one, where fixed overheads weigh more: only the hopeless (bf16 on AVX2)
 WARMUP_LOSING_RATIO = 4.0  # × the ratio above, for the untimed first calls (they include one-off set-up)
@@ -150,14 +151,15 @@ def ladder(
     batch: int,
     *,
     budget_s: float = 0.25,
+    max_batch: int = PROBE_MAX_BATCH,
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[RaceResult, int, dict[str, float]]:
-    """Race at a batch of one, then at the real batch (≤ ``PROBE_MAX_BATCH``) among the survivors.
+    """Race at a batch of one, then at the real batch (≤ ``max_batch``) among the survivors.
 
     Returns the deciding race, the batch it ran at, and the small-batch median (ms) of every candidate
     that stopped there, so a report can still say how slow it was.
     """
-    probe_batch = max(1, min(int(batch), PROBE_MAX_BATCH))
+    probe_batch = max(1, min(int(batch), max_batch))
     alive = dict(make)
     small: dict[str, float] = {}
     result: RaceResult | None = None
@@ -320,9 +322,13 @@ def network(model: nn.Module, execution: Execution) -> Callable[..., torch.Tenso
     return torch_network(model, execution.precision)
 
 
+def _probe_cap(mode: str) -> int:
+    return PROBE_MAX_TRAIN_BATCH if mode == TRAINING else PROBE_MAX_BATCH
+
+
 def _cache_key(mode: str, model: nn.Module, batch: int, names: list[str]) -> tuple:
     cfg = model.config  # type: ignore[attr-defined]
-    return (mode, str(_device_of(model)), repr(cfg), min(batch, PROBE_MAX_BATCH), torch.get_num_threads(), *names)
+    return (mode, str(_device_of(model)), repr(cfg), min(batch, _probe_cap(mode)), torch.get_num_threads(), *names)
 
 
 def _decide(
@@ -344,7 +350,7 @@ def _decide(
             runtime, precision = names[0].split("-")
             chosen = Execution(runtime, precision, requested, mode, str(device), cpu_capability(), 0, note=note)
         else:
-            result, probe_batch, small = ladder({n: make(n) for n in names}, batch)
+            result, probe_batch, small = ladder({n: make(n) for n in names}, batch, max_batch=_probe_cap(mode))
             timings: dict[str, float | None] = {n: result.median_ms(n) for n in names}
             timed_at = {n: probe_batch for n in names}
             for name, ms in small.items():

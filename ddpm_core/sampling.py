@@ -15,8 +15,8 @@ cancelling and the two-track GIF). Samplers:
 
 Which steps a few-step sampler visits matters as much as the solver (``spacing``):
 
-* ``logsnr``   — evenly spaced in half-log-SNR λ_t (Lu et al. 2022, §3.4), the default: 8 steps of
-  DPM-Solver++ here match 15 of the older linspace spacing;
+* ``logsnr``   — evenly spaced in half-log-SNR λ_t (Lu et al. 2022, §3.4), the default: 6 steps of
+  DPM-Solver++ here beat 15 of the older linspace spacing;
 * ``trailing`` — evenly spaced in t from T−1, never visiting t = 0 (diffusers' "trailing");
 * ``linspace`` — evenly spaced in t from T−1 down to t = 0 (diffusers' "linspace"), which spends its
   last network evaluation where there is almost no noise left.
@@ -53,7 +53,7 @@ class SamplerSettings:
 
     w: float = 2.0
     sampler: SamplerName = "dpmpp"
-    steps: int = 8
+    steps: int = 6
     eta: float = 0.0
     seed: int = 0
     clip_x0: bool = True
@@ -145,18 +145,21 @@ def trailing_timesteps(num_steps: int, steps: int) -> list[int]:
 
 
 def logsnr_timesteps(schedule: NoiseSchedule, steps: int) -> list[int]:
-    """Steps evenly spaced in λ_t = ½ log SNR(t) (Lu et al. 2022, §3.4), trailing: λ_{T−1} + i·(λ_0 − λ_{T−1})/steps.
+    """Steps evenly spaced in λ_t = ½ log SNR(t) (Lu et al. 2022, §3.4): λ_{T−2} + i·(λ_0 − λ_{T−2})/steps, i < steps.
 
-    Each λ is rounded to the nearest t; where the schedule is steep two λ would share a t, so each step is
-    kept at least one below the one before (and high enough to leave room for the rest).
+    Trailing: λ_0 itself is left to the final jump to x_0. The first step is taken at T−1 rather than T−2,
+    so sampling starts from pure noise. The grid starts at λ_{T−2}, not λ_{T−1}, because the cosine schedule
+    clips its last β at 0.999, which puts λ_{T−1} far below the rest (−8.5 against −5.1 at T = 250) and
+    would spend several steps on pure noise. Each λ is rounded to the nearest t; where the schedule is
+    steep two would share a t, so each step is kept at least one below the one before.
     """
+    T = schedule.num_steps
     lam = 0.5 * schedule.log_snr
-    grid = torch.linspace(float(lam[-1]), float(lam[0]), steps + 1, dtype=torch.float64)[:-1]
-    ts: list[int] = []
-    for i, target in enumerate(grid.tolist()):
-        t = int((lam - target).abs().argmin())
-        if ts:
-            t = min(t, ts[-1] - 1)
+    start = float(lam[max(T - 2, 0)])
+    grid = torch.linspace(start, float(lam[0]), steps + 1, dtype=torch.float64)[:-1]
+    ts = [T - 1]
+    for i, target in enumerate(grid.tolist()[1:], start=1):
+        t = min(int((lam - target).abs().argmin()), ts[-1] - 1)
         ts.append(max(t, steps - 1 - i))
     return ts
 

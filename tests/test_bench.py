@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +17,13 @@ from ddpm_core.checkpoints import LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, save_classifier
 from ddpm_core.data import load_bundled
 from ddpm_core.diffusion import ddpm_step, predict_eps
+from ddpm_core.sampling import SamplerSettings
 from ddpm_core.schedule import ScheduleConfig, make_schedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
 from ddpm_core.unet import UNetConfig
 
 T = 50
-REQUIRED_KEYS = {"metric", "value", "unit", "cores", "torch_threads"}
+REQUIRED_KEYS = {"metric", "value", "unit", "cores", "torch_threads", "cpu_capability", "execution"}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -135,7 +137,10 @@ def test_missing_classifier_gives_a_note(tmp_path: Path) -> None:
 def test_selected_groups() -> None:
     args = bench.build_parser().parse_args(["--quick"])
     assert "train95" not in bench.selected_groups(args)
-    assert bench.selected_groups(bench.build_parser().parse_args([])) == list(bench.GROUPS)
+    default = bench.selected_groups(bench.build_parser().parse_args([]))
+    assert default == [g for g in bench.GROUPS if g != "train95"]  # minutes of training only when asked
+    assert "train95" in bench.selected_groups(bench.build_parser().parse_args(["--train95"]))
+    assert bench.selected_groups(bench.build_parser().parse_args(["--only", "train95"])) == ["train95"]
     with pytest.raises(ValueError, match="unknown"):
         bench.selected_groups(bench.build_parser().parse_args(["--only", "baseline,nope"]))
 
@@ -161,7 +166,10 @@ def test_main_prints_parseable_lines(tiny_checkpoint: Path, tmp_path: Path, caps
     assert all(REQUIRED_KEYS <= set(line) for line in printed)
     assert all(line["torch_threads"] == 1 for line in printed)
     default = printed[2]
-    assert default["network_evaluations"] == 15
+    assert default["network_evaluations"] == SamplerSettings().steps
+    assert default["ran_as"] == printed[0]["execution"]["chosen"]
+    assert set(printed[0]["execution"]["timings_ms"]) >= {"torch-fp32", "torch-bf16"}
+    assert all(line["cpu_capability"] == torch.backends.cpu.get_cpu_capability() for line in printed)
     assert default["gflop_per_run"] > 0 and default["speedup_vs_baseline"] > 0
     assert 0 <= default["accuracy_ten"] <= 1 and default["accuracy_100_samples"] == 100
     assert printed[1]["network_evaluations"] == T
@@ -216,7 +224,22 @@ def test_accuracy_watch_evaluates_on_schedule_and_stops(loaded: LoadedModel) -> 
 
 
 def test_train_throughput_counts_images(loaded: LoadedModel) -> None:
-    assert bench.train_throughput(bf16=False, warmup=1, steps=2, preset="tiny") > 0
+    assert bench.train_throughput("fp32", warmup=1, steps=2, preset="tiny") > 0
+
+
+def test_a_variant_several_times_slower_is_stopped_after_a_few_calls() -> None:
+    calls = {"fast": 0, "slow": 0}
+
+    def run(name: str, seconds: float):
+        def call() -> None:
+            calls[name] += 1
+            time.sleep(seconds)
+
+        return call
+
+    timed, stopped = bench.screened_timings({"fast": run("fast", 0.002), "slow": run("slow", 0.06)}, repeats=5)
+    assert set(timed) == {"fast"} and len(timed["fast"]) == 5
+    assert set(stopped) == {"slow"} and calls["slow"] <= 2  # 30× slower: out after its warm-up or first timing
 
 
 def test_peak_rss_child(tiny_checkpoint: Path) -> None:

@@ -120,15 +120,16 @@ def test_trailing_spacing_is_diffusers_trailing() -> None:
 
 
 def test_logsnr_spacing_is_uniform_in_half_log_snr() -> None:
-    """Independently: λ_t = ½ log(ᾱ_t / (1 − ᾱ_t)) from the closed-form linear ᾱ, n + 1 even λ, nearest t."""
+    """Independently: λ_t = ½ log(ᾱ_t / (1 − ᾱ_t)) from the closed-form linear ᾱ; n even λ from λ_{T−2}
+    toward λ_0 (λ_0 excluded), nearest t each, and the first one moved to T−1."""
     import numpy as np
 
     T, n = 1000, 8
     betas = np.linspace(1e-4, 0.02, T)
     abar = np.cumprod(1 - betas)
     lam = 0.5 * np.log(abar / (1 - abar))
-    grid = np.linspace(lam[-1], lam[0], n + 1)[:-1]
-    expected = [int(np.abs(lam - g).argmin()) for g in grid]
+    grid = np.linspace(lam[T - 2], lam[0], n + 1)[:-1]
+    expected = [T - 1] + [int(np.abs(lam - g).argmin()) for g in grid[1:]]
     assert timesteps_for("dpmpp", n, make_schedule("linear", T), "logsnr") == expected
     assert len(set(expected)) == n  # no collisions on this schedule, so no step was moved
 
