@@ -51,6 +51,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -565,7 +566,8 @@ def unet_variants(model: nn.Module, x: torch.Tensor, t: torch.Tensor, labels: to
         "torch-fp32-channels_last": eager(cl_model, cl_x, False),
         "torch-bf16-channels_last": eager(cl_model, cl_x, True),
     }
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript's deprecation notices: it is measured, not recommended
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model.eval(), (x, t, labels))))
     variants["torch-fp32-jit_frozen"] = eager(frozen, x, False)  # type: ignore[arg-type]
     if onnx_network.available():

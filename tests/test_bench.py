@@ -17,6 +17,7 @@ from ddpm_core.checkpoints import LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, save_classifier
 from ddpm_core.data import load_bundled
 from ddpm_core.diffusion import ddpm_step, predict_eps
+from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings
 from ddpm_core.schedule import ScheduleConfig, make_schedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
@@ -205,7 +206,8 @@ def test_accuracy_watch_evaluates_on_schedule_and_stops(loaded: LoadedModel) -> 
     classifier = DigitClassifier().eval()
 
     def progress(step: int, elapsed: float, done: bool = False) -> TrainProgress:
-        return TrainProgress(step, None, 0.1, 1e-3, elapsed, 0.1, 1.0, loaded.model, loaded.schedule, done)
+        asked = Execution("torch", "fp32", "fp32/torch", "train", "cpu", "test", 0)
+        return TrainProgress(step, None, 0.1, 1e-3, elapsed, 0.1, 1.0, loaded.model, loaded.schedule, asked, done)
 
     watch = bench.AccuracyWatch(classifier, every_s=10.0, target=2.0)  # a target no accuracy reaches
     watch(progress(6, 5.0))
