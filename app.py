@@ -495,6 +495,18 @@ def model_info() -> str:
     )
 
 
+def warm_up() -> None:
+    """Load the shipped model and choose its precision and runtime in the background, once the server starts.
+
+    The choice is timed (well under a second; plus about half a second to export the ONNX graph), so the first
+    person to sample does not wait for it. A failure here is only logged: the first request will try again.
+    """
+    try:
+        LOG.info("network on this machine: %s", _default_execution().describe())
+    except Exception:
+        LOG.exception("warm-up failed; the first request will load the model instead")
+
+
 def _default_execution() -> Execution:
     """How the live model runs for ten guided digits (timed once per process, then cached)."""
     loaded = _live()
@@ -1256,4 +1268,5 @@ if __name__ == "__main__":
         import torch
 
         torch.set_num_threads(args.torch_threads)
+    threading.Thread(target=warm_up, name="ddpm-warm-up", daemon=True).start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
