@@ -467,7 +467,8 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
         return "_No quality measurements stored with this model._"
     lines = [
         f"Measured with the project's classifier, {metrics.get('sampler', {}).get('name', '?')} "
-        f"{metrics.get('sampler', {}).get('steps', '?')} steps; real-vs-real Fréchet floor "
+        f"{metrics.get('sampler', {}).get('steps', '?')} steps"
+        f" ({metrics.get('sampler', {}).get('spacing', 'linspace')} spacing); real-vs-real Fréchet floor "
         f"{metrics.get('real_vs_real_frechet_distance', '?')}.",
         "",
         "| w | accuracy | Fréchet distance | samples |",

@@ -102,11 +102,11 @@ def race(
 ) -> RaceResult:
     """Time the candidates in turn and return the fastest by median, dropping clear losers early.
 
-    Each candidate gets one untimed warm-up call; one whose warm-up took ``WARMUP_LOSING_RATIO`` ×
-    ``losing_ratio`` × the fastest warm-up stops there. Then up to ``max_rounds`` rounds time one call of
-    each remaining candidate; after a round, any whose best call is ``losing_ratio`` × the leader's median
-    stops, and the race ends once one candidate is left or ``budget_s`` is spent. The first candidate wins
-    ties: another must be at least ``prefer_first_margin`` faster.
+    Each candidate gets one warm-up call, not counted; one whose warm-up took ``WARMUP_LOSING_RATIO`` ×
+    ``losing_ratio`` × the fastest warm-up stops there, with that call as its only time. Then up to
+    ``max_rounds`` rounds time one call of each remaining candidate; after a round, any whose best call is
+    ``losing_ratio`` × the leader's median stops, and the race ends once one candidate is left or
+    ``budget_s`` is spent. The first candidate wins ties: another must be ``prefer_first_margin`` faster.
     """
     if not candidates:
         raise ValueError("nothing to race")
@@ -125,8 +125,10 @@ def race(
         warm = {n: timed(n) for n in alive}
         fastest = min(warm.values())
         limit = WARMUP_LOSING_RATIO * losing_ratio * max(fastest, 1e-6)
-        stopped += [n for n in alive if warm[n] > limit]
-        alive = [n for n in alive if warm[n] <= limit]
+        for name in [n for n in alive if warm[n] > limit]:
+            stopped.append(name)
+            times[name].append(warm[name])  # its only measurement, set-up included
+        alive = [n for n in alive if n not in stopped]
     for _ in range(max(1, max_rounds)):
         if len(alive) <= 1 and all(times[n] for n in alive):
             break
@@ -170,7 +172,7 @@ def ladder(
         )
         total += first.seconds
         for name in first.stopped:
-            small[name] = first.median_ms(name) or 0.0
+            small[name] = first.median_ms(name) or 0.0  # every stopped candidate has at least one time
             del alive[name]
         result = first
     if len(alive) > 1 or result is None:
