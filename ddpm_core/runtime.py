@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import statistics
 import threading
@@ -41,7 +42,7 @@ RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
 PRECISION_ENV = "DDPM_PLAYGROUND_PRECISION"
 RUNTIME_ENV = "DDPM_PLAYGROUND_RUNTIME"
 PROBE_MAX_BATCH = 64  # the real batch up to this size; larger batches are timed at this size
-PROBE_MAX_TRAIN_BATCH = 32  # forward + backward costs about 3×: a smaller cap keeps the probe well under a second
+PROBE_MAX_TRAIN_BATCH = 16  # forward + backward costs about 3×: a smaller cap keeps the probe well under a second
 LOSING_RATIO = 2.0  # at the real batch: a candidate this many times slower than the leader stops
 SMALL_BATCH_LOSING_RATIO = 8.0  # at a batch of one, where fixed overheads weigh more: only the hopeless (bf16 on AVX2)
 WARMUP_LOSING_RATIO = 4.0  # × the ratio above, for the untimed first calls (they include one-off set-up)
@@ -158,6 +159,9 @@ def ladder(
 ) -> tuple[RaceResult, int, dict[str, float]]:
     """Race at a batch of one, then at the real batch (≤ ``max_batch``) among the survivors.
 
+    At the batch of one a candidate stops if it is ``SMALL_BATCH_LOSING_RATIO`` × slower than the leader, or
+    ``LOSING_RATIO`` × slower and one call of it at the real batch would take more than twice ``budget_s``.
+
     Returns the deciding race, the batch it ran at, and the small-batch median (ms) of every candidate
     that stopped there, so a report can still say how slow it was.
     """
@@ -171,10 +175,19 @@ def ladder(
             {n: f(1) for n, f in alive.items()}, losing_ratio=SMALL_BATCH_LOSING_RATIO, budget_s=budget_s, clock=clock
         )
         total += first.seconds
-        for name in first.stopped:
+        # Also stop, before it costs anything at the real batch, a candidate that is already losing and whose
+        # one call there would take twice the whole budget (a call grows about linearly with the batch).
+        leader = min(first.median_ms(n) or math.inf for n in alive if n not in first.stopped)
+        too_costly = [
+            n for n in alive
+            if n not in first.stopped
+            and (first.median_ms(n) or 0.0) >= LOSING_RATIO * leader
+            and (first.median_ms(n) or 0.0) * probe_batch > 2 * budget_s * 1e3
+        ]  # fmt: skip
+        for name in (*first.stopped, *too_costly):
             small[name] = first.median_ms(name) or 0.0  # every stopped candidate has at least one time
             del alive[name]
-        result = first
+        result = first if len(alive) > 1 else replace(first, winner=next(iter(alive)))
     if len(alive) > 1 or result is None:
         result = race({n: f(probe_batch) for n, f in alive.items()}, budget_s=budget_s, clock=clock)
         total += result.seconds

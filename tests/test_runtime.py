@@ -88,6 +88,22 @@ def test_the_ladder_drops_a_hopeless_candidate_at_batch_one_before_the_real_batc
     assert batch == 1 and small == {"torch-bf16": pytest.approx(40)}
 
 
+def test_a_losing_candidate_too_costly_at_the_real_batch_stops_at_batch_one() -> None:
+    """3× slower at batch one is not hopeless, but one call at batch 16 (16 × 90 ms) would take 6 budgets."""
+    clock, seen = FakeClock(), []
+
+    def make(per_image_ms: float, name: str):
+        def at(batch: int):
+            seen.append((name, batch))
+            return fake(clock, per_image_ms * batch, [], name)
+
+        return at
+
+    result, batch, small = ladder({"torch-fp32": make(30, "fp32"), "torch-bf16": make(90, "bf16")}, 16, clock=clock)
+    assert result.winner == "torch-fp32" and batch == 1
+    assert ("torch-bf16", 16) not in seen and small == {"torch-bf16": pytest.approx(90)}
+
+
 def test_the_ladder_times_close_candidates_at_the_real_batch() -> None:
     clock = FakeClock()
 
