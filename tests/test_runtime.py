@@ -28,6 +28,16 @@ def fake(clock: FakeClock, ms: float, calls: list[str], name: str):
     return run
 
 
+def per_image(clock: FakeClock, seen: list, ms_per_image: float, name: str):
+    """A ladder candidate: at batch b it 'runs' for b × ms_per_image; every batch it is built at is recorded."""
+
+    def at(batch: int):
+        seen.append((name, batch))
+        return fake(clock, ms_per_image * batch, [], name)
+
+    return at
+
+
 def test_race_picks_fp32_when_bf16_measures_slower_and_stops_timing_it() -> None:
     clock, calls = FakeClock(), []
     result = race(
@@ -74,15 +84,8 @@ def test_the_budget_ends_the_race() -> None:
 
 def test_the_ladder_drops_a_hopeless_candidate_at_batch_one_before_the_real_batch() -> None:
     clock, seen = FakeClock(), []
-
-    def make(per_image_ms: float, name: str):
-        def at(batch: int):
-            seen.append((name, batch))
-            return fake(clock, per_image_ms * batch, [], name)
-
-        return at
-
-    result, batch, small = ladder({"torch-fp32": make(2, "fp32"), "torch-bf16": make(40, "bf16")}, 20, clock=clock)
+    candidates = {"torch-fp32": per_image(clock, seen, 2, "fp32"), "torch-bf16": per_image(clock, seen, 40, "bf16")}
+    result, batch, small = ladder(candidates, 20, clock=clock)
     assert result.winner == "torch-fp32"
     assert ("torch-bf16", 20) not in seen  # never built, let alone timed, at the real batch
     assert batch == 1 and small == {"torch-bf16": pytest.approx(40)}
@@ -91,15 +94,8 @@ def test_the_ladder_drops_a_hopeless_candidate_at_batch_one_before_the_real_batc
 def test_a_losing_candidate_too_costly_at_the_real_batch_stops_at_batch_one() -> None:
     """3× slower at batch one is not hopeless, but one call at batch 16 (16 × 90 ms) would take 6 budgets."""
     clock, seen = FakeClock(), []
-
-    def make(per_image_ms: float, name: str):
-        def at(batch: int):
-            seen.append((name, batch))
-            return fake(clock, per_image_ms * batch, [], name)
-
-        return at
-
-    result, batch, small = ladder({"torch-fp32": make(30, "fp32"), "torch-bf16": make(90, "bf16")}, 16, clock=clock)
+    candidates = {"torch-fp32": per_image(clock, seen, 30, "fp32"), "torch-bf16": per_image(clock, seen, 90, "bf16")}
+    result, batch, small = ladder(candidates, 16, clock=clock)
     assert result.winner == "torch-fp32" and batch == 1
     assert ("torch-bf16", 16) not in seen and small == {"torch-bf16": pytest.approx(90)}
 
