@@ -41,10 +41,11 @@ def evaluate(
     data: DigitData,
     ws: list[float],
     per_class: int = 100,
-    settings: SamplerSettings = SamplerSettings(),
+    settings: SamplerSettings | None = None,
     chunk: int = 250,
 ) -> dict[str, Any]:
     """Accuracy and Fréchet distance of guided samples for each w, with the sample counts."""
+    settings = settings or SamplerSettings()
     real = classify(classifier, to_model_range(data.held_out.images)).features
     labels = torch.arange(10).repeat_interleave(per_class)
     rows = []

@@ -181,11 +181,12 @@ def sample(
     model: nn.Module,
     schedule: NoiseSchedule,
     labels: Sequence[int] | torch.Tensor,
-    settings: SamplerSettings = SamplerSettings(),
+    settings: SamplerSettings | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     noise: torch.Tensor | None = None,
 ) -> SampleResult:
     """Draw one image per label with guidance weight ``settings.w``; reproducible from ``settings.seed``."""
+    settings = settings or SamplerSettings()  # built per call: the precision and runtime defaults read the environment
     validate_settings(settings, schedule)
     labels = validate_labels(labels)
     device = next(model.parameters()).device

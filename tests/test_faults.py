@@ -672,3 +672,14 @@ def test_error_responses_have_no_traceback_or_paths(
     assert expected in stream, stream[:500]
     assert_clean_message(stream.replace("/etc/passwd", ""))
     tally.record("settings", f"error from /{endpoint} is clean", crashed=not server.alive())
+
+
+@pytest.mark.parametrize("variable", ["DDPM_PLAYGROUND_PRECISION", "DDPM_PLAYGROUND_RUNTIME"])
+def test_a_mistyped_precision_or_runtime_stops_the_launch_with_a_plain_message(variable: str) -> None:
+    env = {**os.environ, variable: "half", "GRADIO_ANALYTICS_ENABLED": "False"}
+    done = subprocess.run(
+        [sys.executable, "app.py", "--port", "0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert f"error: {variable}='half' is not one of auto" in done.stderr
+    assert "Traceback" not in done.stderr
