@@ -40,15 +40,15 @@ from ddpm_core.classifier import DigitClassifier, classify, diversity, load_clas
 from ddpm_core.images import ImageInputError, LoadedImage, load_image_info, to_uint8
 from ddpm_core.live import JobStatus, LiveModel, TrainingBusyError, TrainingJob, runs_root
 from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
-from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime
+from ddpm_core.runtime import Execution, default_precision, default_runtime
 from ddpm_core.sampling import (
     SampleResult,
     SamplerSettings,
     SamplingCancelled,
     StepInfo,
     Trajectory,
-    guided_batch,
     sample,
+    sampling_execution,
     validate_labels,
     validate_settings,
 )
@@ -510,9 +510,7 @@ def warm_up() -> None:
 
 def _default_execution() -> Execution:
     """How the live model runs for ten guided digits (timed once per process, then cached)."""
-    loaded = _live()
-    settings = SamplerSettings()
-    return choose_inference(loaded.model, guided_batch(10, settings.w), settings.precision, settings.runtime)
+    return sampling_execution(_live().model, 10, SamplerSettings())
 
 
 @friendly_errors

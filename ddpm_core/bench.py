@@ -52,7 +52,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -61,7 +61,6 @@ from typing import IO, Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_core import onnx_network
@@ -70,11 +69,11 @@ from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, 
 from ddpm_core.data import load_bundled
 from ddpm_core.images import load_image_info, to_uint8
 from ddpm_core.oracle import error_curves, explore_forward
-from ddpm_core.runtime import Execution, choose_inference, choose_training, cpu_capability, race
-from ddpm_core.sampling import SamplerSettings, guided_batch, sample
+from ddpm_core.runtime import Execution, choose_training, cpu_capability, race
+from ddpm_core.sampling import SamplerSettings, guided_batch, sample, sampling_execution
 from ddpm_core.schedule import NoiseSchedule, make_schedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
-from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet
+from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet, unfused_attention
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "digits-base"
@@ -250,18 +249,6 @@ def start_noise(model: nn.Module, n: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
 
 
-@contextlib.contextmanager
-def _unfused_attention() -> Iterator[None]:
-    """Route attention through plain matmuls so FlopCounterMode sees them (the fused CPU kernels are not counted)."""
-    was_enabled = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(was_enabled)
-
-
 def forward_flops(model: nn.Module, batch: int) -> int:
     """FLOPs (2 per multiply-add) of one fp32 forward pass of ``model`` at ``batch`` images."""
     size, channels = model.config.image_size, model.config.image_channels  # type: ignore[attr-defined]
@@ -269,7 +256,7 @@ def forward_flops(model: nn.Module, batch: int) -> int:
     t = torch.full((batch,), 0.5)
     labels = torch.arange(batch) % (NULL_LABEL + 1)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), _unfused_attention(), counter:
+    with torch.no_grad(), unfused_attention(), counter:
         model(x, t, labels)
     return int(counter.get_total_flops())
 
@@ -335,8 +322,7 @@ def load_optional_classifier(path: Path) -> tuple[DigitClassifier | None, str | 
 
 def default_execution(model: nn.Module) -> Execution:
     """How ``auto`` runs the default sampler's network here (the race that picks it warms every candidate up)."""
-    settings = SamplerSettings()
-    return choose_inference(model, guided_batch(len(TEN), settings.w), settings.precision, settings.runtime)
+    return sampling_execution(model, len(TEN), SamplerSettings())
 
 
 def warm_up(model: nn.Module) -> Execution:

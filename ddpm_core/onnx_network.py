@@ -9,18 +9,18 @@ is still training is never sampled with stale weights.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import io
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from ddpm_core.unet import unfused_attention
 
 INPUT_NAMES = ("x", "t", "labels")
 OPSET = 17
@@ -29,17 +29,6 @@ OPSET = 17
 def available() -> bool:
     """True when both onnxruntime (to run) and onnx (which PyTorch's exporter needs) are installed."""
     return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
-
-
-@contextlib.contextmanager
-def _exportable_attention() -> Iterator[None]:
-    """Route nn.MultiheadAttention through plain ops: its fused inference kernel has no ONNX form."""
-    was_enabled = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(was_enabled)
 
 
 def export_onnx(model: nn.Module) -> bytes:
@@ -53,7 +42,7 @@ def export_onnx(model: nn.Module) -> bytes:
     model.eval()
     batch_axis = {name: {0: "batch"} for name in (*INPUT_NAMES, "eps")}
     try:
-        with torch.no_grad(), _exportable_attention(), warnings.catch_warnings():
+        with torch.no_grad(), unfused_attention(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
             torch.onnx.export(
                 model,
@@ -81,7 +70,6 @@ class OnnxNetwork:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only
-        self.threads = threads
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -332,9 +332,15 @@ def torch_network(model: nn.Module, precision: str) -> Callable[..., torch.Tenso
 
 def network(model: nn.Module, execution: Execution) -> Callable[..., torch.Tensor]:
     """The network as ``execution`` says to run it: f(x, t/T, labels) → ε as float32."""
-    if execution.runtime == "onnx":
+    return _network_as(model, execution.name)
+
+
+def _network_as(model: nn.Module, name: str) -> Callable[..., torch.Tensor]:
+    """The network for a candidate named ``runtime-precision``."""
+    runtime, precision = name.split("-")
+    if runtime == "onnx":
         return onnx_network.session_for(model)
-    return torch_network(model, execution.precision)
+    return torch_network(model, precision)
 
 
 def _probe_cap(mode: str) -> int:
@@ -408,8 +414,7 @@ def choose_inference(model: nn.Module, batch: int, precision: str = "auto", runt
     def make(name: str) -> Callable[[int], Callable[[], Any]]:
         def at(b: int) -> Callable[[], Any]:
             x, t, labels = _dummy_batch(model, b)
-            rt, prec = name.split("-")
-            fn = network(model, Execution(rt, prec, "", INFERENCE, str(device), "", 0))
+            fn = _network_as(model, name)
 
             def call() -> None:
                 with torch.inference_mode():

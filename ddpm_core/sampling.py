@@ -133,6 +133,11 @@ def guided_eps(
     return w * eps_cond + (1.0 - w) * eps_uncond
 
 
+def sampling_execution(model: nn.Module, n: int, settings: SamplerSettings) -> Execution:
+    """How the network runs when sampling ``n`` images with ``settings`` (guided batch, precision, runtime)."""
+    return choose_inference(model, guided_batch(n, settings.w), settings.precision, settings.runtime)
+
+
 def linspace_timesteps(num_steps: int, steps: int) -> list[int]:
     """``steps`` steps evenly spaced from T−1 down to 0 (diffusers' "linspace" spacing)."""
     ts = torch.linspace(num_steps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
@@ -198,7 +203,7 @@ def sample(
         noise = torch.randn(len(labels), channels, size, size, generator=generator)
     x = noise.to(device=device, dtype=torch.float32)
     ts = timesteps_for(settings.sampler, settings.steps, schedule, settings.spacing)
-    execution = choose_inference(model, guided_batch(len(labels), settings.w), settings.precision, settings.runtime)
+    execution = sampling_execution(model, len(labels), settings)
     was_training = model.training
     model.eval()
     net = network(model, execution)

@@ -13,12 +13,15 @@ the class labels, where ``NULL_LABEL`` means "no class".
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES  # index of the learnable "no class" embedding
@@ -150,6 +153,19 @@ class SinusoidalPositionEmbedBlock(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         angles = 1000.0 * t.float()[:, None] * self.freqs[None, :]  # 1000·t/T: the paper's integer scale
         return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+@contextlib.contextmanager
+def unfused_attention() -> Iterator[None]:
+    """Run nn.MultiheadAttention as plain matmuls: its fused inference kernels are invisible to FLOP counters
+    and have no ONNX form. The previous setting comes back on exit."""
+    was_enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was_enabled)
 
 
 class AttentionBlock(nn.Module):
