@@ -123,7 +123,9 @@ def test_auto_is_timed_once_and_cached() -> None:
     runtime.clear_cache()
     model = ContextUNet(WIDTH_PRESETS["tiny"])
     first = choose_inference(model, 6, "auto", "torch")
-    assert first.batch == 6 and set(first.timings_ms) == {"torch-fp32", "torch-bf16"}
+    assert set(first.timings_ms) == {"torch-fp32", "torch-bf16"} and all(first.timings_ms.values())
+    # timed at the real batch, unless one candidate was already hopeless at batch one (a busy machine can do that)
+    assert first.batch == (1 if first.stopped and set(first.timed_at.values()) == {1} else 6)
     assert first.probe_s > 0
     assert choose_inference(model, 6, "auto", "torch") is first
     assert first.name in first.describe() or first.precision in first.describe()
