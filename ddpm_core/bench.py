@@ -67,7 +67,7 @@ from ddpm_core import onnx_network
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, load_classifier
 from ddpm_core.data import load_bundled
-from ddpm_core.images import load_image_info, to_uint8
+from ddpm_core.image_io import load_image_info, to_uint8
 from ddpm_core.oracle import error_curves, explore_forward
 from ddpm_core.runtime import Execution, choose_training, cpu_capability, race
 from ddpm_core.sampling import SamplerSettings, guided_batch, sample, sampling_execution
@@ -265,8 +265,7 @@ def accuracy(classifier: DigitClassifier | None, images: torch.Tensor, labels: S
     """Share of ``images`` the classifier reads as ``labels``; None without a classifier."""
     if classifier is None:
         return None
-    predicted = classify(classifier, images).predicted
-    return float((predicted == np.asarray(list(labels))).mean())
+    return classify(classifier, images).accuracy(labels)
 
 
 # ----------------------------------------------------------------------------------------------

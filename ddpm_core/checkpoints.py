@@ -12,11 +12,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ddpm_core.files import complete_folder, write_file_atomically, write_folder_atomically
 from ddpm_core.schedule import SCHEDULE_NAMES, NoiseSchedule, ScheduleConfig
 from ddpm_core.unet import ContextUNet, UNetConfig, count_parameters
 
@@ -71,16 +69,6 @@ class LoadedModel:
         }
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (best effort: some file systems refuse to fsync a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def save_checkpoint(
     directory: str | Path,
     model: ContextUNet,
@@ -89,41 +77,21 @@ def save_checkpoint(
     training_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write the checkpoint folder atomically; returns its path."""
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     config = dict(metadata or {})
     config.update(
         format=FORMAT,
         model=model.config.to_dict(),
         schedule={"name": schedule.name, "num_steps": schedule.num_steps},
     )
-    for stale in directory.parent.glob(directory.name + ".partial-*"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    partial = Path(tempfile.mkdtemp(prefix=directory.name + ".partial-", dir=directory.parent))
-    try:
+
+    def write(folder: Path) -> None:
         weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(weights, str(partial / MODEL_FILE), metadata={"format": FORMAT})
+        save_file(weights, str(folder / MODEL_FILE), metadata={"format": FORMAT})
         if training_state:
-            save_file({k: v.detach().cpu().contiguous() for k, v in training_state.items()}, str(partial / STATE_FILE))
-        (partial / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
-        for f in partial.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-            f.chmod(0o644)
-        partial.chmod(0o755)
-        previous = directory.with_name(directory.name + ".previous")
-        if directory.exists():
-            # NAME is complete, so an older NAME.previous is no longer needed; NAME becomes the fallback
-            if previous.exists():
-                shutil.rmtree(previous)
-            os.replace(directory, previous)
-        # else: NAME.previous (if any) is the only complete copy and stays until the new NAME is in place
-        os.replace(partial, directory)
-        _fsync_dir(directory.parent)
-        shutil.rmtree(previous, ignore_errors=True)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return directory
+            save_file({k: v.detach().cpu().contiguous() for k, v in training_state.items()}, str(folder / STATE_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, default=str) + "\n")
+
+    return write_folder_atomically(directory, write)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -189,18 +157,9 @@ def check_state_dict(model: nn.Module, weights: dict[str, torch.Tensor]) -> None
             raise CheckpointError(f"tensor {key!r} holds NaN or infinite values")
 
 
-def resolve_directory(directory: str | Path) -> Path:
-    """The folder to read: ``directory``, or its ``.previous`` copy if a save was cut off mid-swap."""
-    directory = Path(directory)
-    previous = directory.with_name(directory.name + ".previous")
-    if not directory.exists() and previous.is_dir():
-        return previous
-    return directory
-
-
 def load_checkpoint(directory: str | Path, with_training_state: bool = False) -> LoadedModel:
     """Load and fully check a checkpoint folder; raises CheckpointError naming the problem."""
-    directory = resolve_directory(directory)
+    directory = complete_folder(directory)
     if not directory.is_dir():
         raise CheckpointError(f"checkpoint folder {directory} does not exist")
     config = _read_config(directory / CONFIG_FILE)
@@ -273,9 +232,7 @@ def update_metadata(directory: str | Path, updates: dict[str, Any]) -> Path:
     directory = Path(directory)
     config = _read_config(directory / CONFIG_FILE)
     config.update(updates)
-    tmp = directory / (CONFIG_FILE + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, directory / CONFIG_FILE)
+    write_file_atomically(
+        directory / CONFIG_FILE, lambda tmp: tmp.write_text(json.dumps(config, indent=2, default=str) + "\n")
+    )
     return directory

@@ -19,6 +19,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +30,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ddpm_core.data import DigitData, load_digits, to_model_range
+from ddpm_core.files import complete_folder, write_folder_atomically
+from ddpm_core.paths import classifier_dir
 
 CLASSIFIER_FORMAT = "ddpm-playground-classifier/1"
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parent.parent / "checkpoints" / "classifier"
 
 
 class DigitClassifier(nn.Module):
@@ -67,6 +69,17 @@ class Verdicts:
     confidence: np.ndarray
     features: np.ndarray
 
+    def correct(self, labels: np.ndarray | torch.Tensor | Sequence[int]) -> np.ndarray:
+        """Per image: was it read as the label it was asked for?"""
+        wanted = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(list(labels))
+        if wanted.shape != self.predicted.shape:
+            raise ValueError(f"{len(wanted)} labels for {len(self.predicted)} images")
+        return self.predicted == wanted
+
+    def accuracy(self, labels: np.ndarray | torch.Tensor | Sequence[int]) -> float:
+        """The share of images read as the label they were asked for."""
+        return float(self.correct(labels).mean())
+
 
 def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 12, shift: float = 0.1) -> torch.Tensor:
     """A different small rotation, scaling and shift per image (background −1 stays −1)."""
@@ -101,26 +114,22 @@ def train_classifier(
         scheduler.step()
     model.eval()
     verdict = classify(model, to_model_range(data.held_out.images))
-    return model, float((verdict.predicted == data.held_out.labels).mean())
+    return model, verdict.accuracy(data.held_out.labels)
 
 
 def save_classifier(model: DigitClassifier, directory: str | Path, metadata: dict) -> Path:
-    """Write model.safetensors and config.json (each via a temp file and an atomic rename)."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / "model.safetensors.tmp"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    tmp.chmod(0o644)
-    tmp.replace(directory / "model.safetensors")
-    tmp = directory / "config.json.tmp"
-    tmp.write_text(json.dumps({"format": CLASSIFIER_FORMAT, **metadata}, indent=2) + "\n")
-    tmp.replace(directory / "config.json")
-    return directory
+    """Write model.safetensors and config.json into ``directory``, swapping the whole folder in atomically."""
+
+    def write(folder: Path) -> None:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / "config.json").write_text(json.dumps({"format": CLASSIFIER_FORMAT, **metadata}, indent=2) + "\n")
+
+    return write_folder_atomically(directory, write)
 
 
-def load_classifier(directory: str | Path = DEFAULT_CLASSIFIER) -> DigitClassifier:
+def load_classifier(directory: str | Path | None = None) -> DigitClassifier:
     """Load the shipped (or another) classifier; safetensors only, strict keys."""
-    directory = Path(directory)
+    directory = complete_folder(directory if directory is not None else classifier_dir())
     config = json.loads((directory / "config.json").read_text())
     if config.get("format") != CLASSIFIER_FORMAT:
         raise ValueError(f"{directory} is not a digit-classifier checkpoint")
@@ -171,7 +180,7 @@ def diversity(features: np.ndarray, labels: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ddpm_core.classifier", description="Train the digit classifier")
-    p.add_argument("--out", default=str(DEFAULT_CLASSIFIER))
+    p.add_argument("--out", default=str(classifier_dir()))
     p.add_argument("--steps", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

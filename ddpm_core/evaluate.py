@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint, update_metadata
-from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, frechet_distance, load_classifier
+from ddpm_core.classifier import DigitClassifier, classify, frechet_distance, load_classifier
 from ddpm_core.data import DigitData, load_digits, to_model_range
+from ddpm_core.paths import classifier_dir
 from ddpm_core.runtime import PRECISIONS, RUNTIMES, default_precision, default_runtime
 from ddpm_core.sampling import SamplerSettings, sample
 
@@ -61,7 +62,7 @@ def evaluate(
         rows.append(
             {
                 "w": w,
-                "accuracy": round(float((verdict.predicted == labels.numpy()).mean()), 4),
+                "accuracy": round(verdict.accuracy(labels), 4),
                 "frechet_distance": round(frechet_distance(verdict.features, real), 3),
                 "samples": len(labels),
                 "seconds": round(seconds, 1),
@@ -84,7 +85,7 @@ def evaluate(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ddpm_core.evaluate", description="Measure a digit model")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER))
+    p.add_argument("--classifier", default=str(classifier_dir()))
     p.add_argument("--per-class", type=int, default=100)
     p.add_argument("--ws", default="0,1,2,3,5", help="comma-separated guidance weights")
     p.add_argument("--seed", type=int, default=1234)

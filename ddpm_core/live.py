@@ -13,8 +13,6 @@ Both are shared by every user of a running app, so both are thread-safe:
 
 from __future__ import annotations
 
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,24 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
-from ddpm_core.data import DigitData, to_uint8
+from ddpm_core.data import DigitData
+from ddpm_core.image_io import to_uint8
+from ddpm_core.paths import runs_dir, shipped_model_dir
 from ddpm_core.sampling import SamplerSettings, sample
 from ddpm_core.training import TrainConfig, TrainProgress, train
-
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "checkpoints" / "digits-base"
-
-
-def runs_root() -> Path:
-    """Where in-app training runs and uploads go: $DDPM_PLAYGROUND_HOME, else a folder in the temp dir."""
-    root = Path(os.environ.get("DDPM_PLAYGROUND_HOME") or Path(tempfile.gettempdir()) / "ddpm-playground")
-    root.mkdir(parents=True, exist_ok=True)
-    return root
 
 
 class LiveModel:
     """The checkpoint every user samples from; replaced only by a fully loaded and checked one."""
 
-    def __init__(self, loader: Callable[[], LoadedModel] = lambda: load_checkpoint(SHIPPED_MODEL)) -> None:
+    def __init__(self, loader: Callable[[], LoadedModel] = lambda: load_checkpoint(shipped_model_dir())) -> None:
         self._loader = loader
         self._loaded: LoadedModel | None = None
         self._lock = threading.Lock()
@@ -84,7 +75,6 @@ class JobStatus:
     steps_seen: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     preview: np.ndarray | None = None  # uint8 [10, 28, 28], one digit per class
-    preview_step: int = 0
     checkpoint: Path | None = None
     stopped_early: bool = False
     error: str | None = None
@@ -121,7 +111,7 @@ class TrainingJob:
                     "a training run is already going (perhaps another user's); wait for it or stop it first"
                 )
             run_id = self._status.run_id + 1
-            out_dir = runs_root() / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{run_id}"
+            out_dir = runs_dir() / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{run_id}"
             self._status = JobStatus(running=True, max_steps=config.max_steps, run_id=run_id)
             self._stop.clear()
             self._thread = threading.Thread(
@@ -162,7 +152,7 @@ class TrainingJob:
                 s.steps_seen.append(p.step)
                 s.losses.append(p.loss)
                 if preview is not None:
-                    s.preview, s.preview_step = preview, p.step
+                    s.preview = preview
 
         try:
             result = train(

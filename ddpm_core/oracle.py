@@ -1,4 +1,4 @@
-"""The computations behind the "Forward noise" and "Oracle reconstruction" tabs: tensors in, dataclasses out.
+"""The forward process at one step, and the reverse process when the noise is known: tensors in, dataclasses out.
 
 "Oracle" means we know the clean image x_0, hence the exact noise ε that produced x_t. With that
 knowledge every reverse-process quantity of DDPM can be computed exactly, which shows what a perfect
@@ -11,7 +11,6 @@ Steps follow :mod:`ddpm_core.schedule`: code step t = 0 … T−1 is the paper's
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
@@ -55,7 +54,7 @@ def _draw_noises(like: torch.Tensor, count: int, generator: torch.Generator) -> 
     """``count`` standard-normal tensors shaped like ``like``, drawn one after another in float32.
 
     Drawing each one separately (and always in float32) makes draw k the same whatever ``count`` is and
-    whatever precision the caller computes in, so the tabs agree on x_t for a given seed.
+    whatever precision the caller computes in, so every view of the same seed sees the same x_t.
     """
     return [torch.randn(like.shape, generator=generator, dtype=torch.float32).to(like.dtype) for _ in range(count)]
 
@@ -65,14 +64,8 @@ def l1(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.double() - b.double()).abs().mean())
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Peak signal-to-noise ratio 10 log₁₀(range² / MSE) in dB for images in [−1, 1]; inf when equal."""
-    mse = float((a.double() - b.double()).pow(2).mean())
-    return math.inf if mse == 0.0 else 10.0 * math.log10(PIXEL_RANGE**2 / mse)
-
-
 # ----------------------------------------------------------------------------------------------
-# Tab 1: the forward process q
+# The forward process q
 # ----------------------------------------------------------------------------------------------
 
 
@@ -92,7 +85,7 @@ class ForwardView:
 
     @property
     def noise(self) -> torch.Tensor:
-        """ε of the first sample (the one the oracle tab uses)."""
+        """ε of the first sample (the one :func:`reconstruct_oracle` draws for the same seed)."""
         return self.noises[0]
 
 
@@ -133,7 +126,7 @@ def explore_forward(
 
 
 # ----------------------------------------------------------------------------------------------
-# Tab 2: the reverse process with the oracle noise
+# The reverse process with the oracle noise
 # ----------------------------------------------------------------------------------------------
 
 
@@ -142,7 +135,7 @@ class OracleReconstruction:
     """One step of the reverse process with the true ε, in float64; ℓ1 values are mean |a − b|."""
 
     t: int
-    x_t: torch.Tensor  # x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (the first sample of the forward tab)
+    x_t: torch.Tensor  # x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (the first sample of explore_forward)
     noise: torch.Tensor  # the true ε
     x0_hat: torch.Tensor  # x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t
     posterior_mean: torch.Tensor  # μ̃_{t−1} = μ̃_t(x_t, x̂_0), the mean of q(x_{t−1} | x_t, x_0) (eq. 7)
@@ -269,7 +262,6 @@ class OracleChain:
     final: torch.Tensor  # the chain's x_0
     final_max_error: float  # max |final − x_0|
     final_l1: float  # mean |final − x_0|
-    variance: str
 
 
 def oracle_reverse_chain(
@@ -312,5 +304,4 @@ def oracle_reverse_chain(
         final=x_t,
         final_max_error=float(error.max()),
         final_l1=float(error.mean()),
-        variance=variance,
     )

@@ -19,10 +19,10 @@ import torch
 from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
-from ddpm_core.data import to_uint8
+from ddpm_core.image_io import to_uint8
 from ddpm_core.pictures import denoising_frames, image_grid, save_gif, save_png
 from ddpm_core.runtime import PRECISIONS, RUNTIMES
-from ddpm_core.sampling import SAMPLERS, SPACINGS, SamplerSettings, StepInfo, Trajectory, sample
+from ddpm_core.sampling import SAMPLERS, SPACINGS, SamplerSettings, StepInfo, Trajectory, sample, sampling_steps
 from ddpm_core.training import pick_device
 
 
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             args.w, args.sampler, args.steps, args.eta, args.seed,
             spacing=args.spacing, precision=args.precision, runtime=args.runtime,
         )  # fmt: skip
-        total = loaded.schedule.num_steps if args.sampler == "ddpm" else args.steps
-        trajectory = Trajectory(every=max(1, total // 25)) if args.gif else None
+        total = sampling_steps(settings, loaded.schedule)
+        trajectory = Trajectory.for_frames(total) if args.gif else None
         bar = tqdm(total=total, unit="step", file=sys.stderr)
 
         def on_step(info: StepInfo) -> None:

@@ -27,8 +27,9 @@ per process on the real batch shape) unless the settings name one.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,6 +46,7 @@ SAMPLERS: tuple[str, ...] = ("dpmpp", "ddim", "ddpm")
 SpacingName = Literal["logsnr", "trailing", "linspace"]
 SPACINGS: tuple[str, ...] = ("logsnr", "trailing", "linspace")
 W_MIN, W_MAX = 0.0, 10.0
+GIF_FRAMES = 25  # a denoising GIF keeps about this many snapshots
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,18 @@ def sampling_execution(model: nn.Module, n: int, settings: SamplerSettings) -> E
     return choose_inference(model, guided_batch(n, settings.w), settings.precision, settings.runtime)
 
 
+def starting_noise(model: nn.Module, n: int, seed: int | torch.Generator) -> torch.Tensor:
+    """x_T ~ N(0, I) for ``n`` images of the model's shape, drawn on the CPU (the same on every device)."""
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
+    config = model.config  # type: ignore[attr-defined]
+    return torch.randn(n, config.image_channels, config.image_size, config.image_size, generator=generator)
+
+
+def sampling_steps(settings: SamplerSettings, schedule: NoiseSchedule) -> int:
+    """How many steps (network passes) a run with ``settings`` takes: T for DDPM, ``settings.steps`` otherwise."""
+    return len(timesteps_for(settings.sampler, settings.steps, schedule, settings.spacing))
+
+
 def linspace_timesteps(num_steps: int, steps: int) -> list[int]:
     """``steps`` steps evenly spaced from T−1 down to 0 (diffusers' "linspace" spacing)."""
     ts = torch.linspace(num_steps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
@@ -197,10 +211,8 @@ def sample(
     device = next(model.parameters()).device
     labels = labels.to(device)
     generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
-    size = model.config.image_size  # type: ignore[attr-defined]
-    channels = model.config.image_channels  # type: ignore[attr-defined]
     if noise is None:
-        noise = torch.randn(len(labels), channels, size, size, generator=generator)
+        noise = starting_noise(model, len(labels), generator)
     x = noise.to(device=device, dtype=torch.float32)
     ts = timesteps_for(settings.sampler, settings.steps, schedule, settings.spacing)
     execution = sampling_execution(model, len(labels), settings)
@@ -246,8 +258,81 @@ class Trajectory:
     xs: list[torch.Tensor] = field(default_factory=list)
     pred_x0s: list[torch.Tensor] = field(default_factory=list)
 
+    @classmethod
+    def for_frames(cls, total_steps: int, frames: int = GIF_FRAMES) -> Trajectory:
+        """Keep about ``frames`` snapshots of a run of ``total_steps`` steps."""
+        return cls(every=max(1, total_steps // frames))
+
     def __call__(self, info: StepInfo) -> None:
         if info.index % max(1, self.every) == 0 or info.index == info.total - 1:
             self.steps.append(info.t)
             self.xs.append(info.x.detach().float().clamp(-1, 1).cpu())
             self.pred_x0s.append(info.pred_x0.detach().float().clamp(-1, 1).cpu())
+
+
+class BackgroundSampling:
+    """:func:`sample` in a daemon thread that the caller watches and can cancel (a page that streams progress).
+
+    ``updates(every_s)`` yields the latest :class:`StepInfo` while the sampler works; :meth:`cancel` stops
+    it at its next step; :meth:`outcome` is the :class:`SampleResult`, ``None`` if cancelled, or re-raises
+    the sampler's error.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: NoiseSchedule,
+        labels: Sequence[int] | torch.Tensor,
+        settings: SamplerSettings,
+        callback: Callable[[StepInfo], None] | None = None,
+    ) -> None:
+        self.latest: StepInfo | None = None
+        self._callback = callback
+        self._cancel = threading.Event()
+        self._result: SampleResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._work, args=(model, schedule, labels, settings), name="ddpm-sampling", daemon=True
+        )
+        self._thread.start()
+
+    def _on_step(self, info: StepInfo) -> None:
+        if self._cancel.is_set():
+            raise SamplingCancelled
+        if self._callback is not None:
+            self._callback(info)
+        self.latest = info
+
+    def _work(self, model: nn.Module, schedule: NoiseSchedule, labels: Sequence[int] | torch.Tensor,
+              settings: SamplerSettings) -> None:  # fmt: skip
+        try:
+            self._result = sample(model, schedule, labels, settings, callback=self._on_step)
+        except SamplingCancelled:
+            pass
+        except Exception as exc:  # handed to whoever asks for the outcome
+            self._error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def updates(self, every_s: float) -> Iterator[StepInfo]:
+        """The latest step every ``every_s`` seconds until the sampler ends (nothing before its first step)."""
+        while self._thread.is_alive():
+            self._thread.join(every_s)
+            info = self.latest
+            if info is not None and self._thread.is_alive():
+                yield info
+
+    def cancel(self) -> None:
+        """Stop the sampler after its current step (nothing happens if it has finished)."""
+        self._cancel.set()
+
+    def outcome(self, timeout_s: float | None = None) -> SampleResult | None:
+        """Wait for the end; the result, ``None`` if it was cancelled, or the sampler's error raised again."""
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError("the sampler is still running")
+        if self._error is not None:
+            raise self._error
+        return self._result

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ddpm_core import checkpoints as ck
+from ddpm_core import files
 from ddpm_core.schedule import make_schedule
 from ddpm_core.unet import WIDTH_PRESETS, ContextUNet
 
@@ -61,10 +62,10 @@ def test_interrupted_save_leaves_the_old_checkpoint_loadable_and_unchanged(
             raise KeyboardInterrupt("power cut")
         real_replace(src, dst)
 
-    monkeypatch.setattr(ck.os, "replace", crash_on_swap)
+    monkeypatch.setattr(files.os, "replace", crash_on_swap)
     with pytest.raises(KeyboardInterrupt):
         ck.save_checkpoint(path, tiny_model(seed=1), make_schedule("cosine", 50))
-    monkeypatch.setattr(ck.os, "replace", real_replace)
+    monkeypatch.setattr(files.os, "replace", real_replace)
     assert not path.exists()
     recovered = ck.load_checkpoint(path)  # falls back to NAME.previous
     assert file_bytes(recovered.path) == before

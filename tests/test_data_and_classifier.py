@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_core.classifier import DigitClassifier, classify, diversity, frechet_distance, random_affine
-from ddpm_core.data import load_bundled, load_digits, split_per_class, to_model_range, to_uint8
+from ddpm_core import files
+from ddpm_core.classifier import (
+    DigitClassifier,
+    classify,
+    diversity,
+    frechet_distance,
+    load_classifier,
+    random_affine,
+    save_classifier,
+)
+from ddpm_core.data import load_bundled, load_digits, split_per_class, to_model_range
+from ddpm_core.image_io import to_uint8
 
 
 def test_bundled_digits_are_real_balanced_and_split_without_overlap() -> None:
@@ -75,3 +85,38 @@ def test_classify_reports_probabilities_and_features() -> None:
     verdict = classify(DigitClassifier().eval(), torch.randn(7, 1, 28, 28))
     assert verdict.predicted.shape == (7,) and verdict.features.shape == (7, 128)
     assert ((verdict.confidence >= 0.1) & (verdict.confidence <= 1.0)).all()  # max of 10 probabilities ≥ 1/10
+
+
+def test_verdict_accuracy_counts_labels_read_correctly() -> None:
+    verdict = classify(DigitClassifier().eval(), torch.zeros(4, 1, 28, 28))
+    predicted = verdict.predicted.tolist()
+    wrong = [(p + 1) % 10 for p in predicted]
+    assert verdict.accuracy(predicted) == 1.0 and verdict.accuracy(wrong) == 0.0
+    assert verdict.accuracy(torch.tensor(predicted[:2] + wrong[2:])) == 0.5
+    assert verdict.correct(np.array(predicted[:1] + wrong[1:])).tolist() == [True, False, False, False]
+    with pytest.raises(ValueError, match="3 labels for 4 images"):
+        verdict.accuracy(predicted[:3])
+
+
+def test_a_crash_while_saving_the_classifier_keeps_the_old_one(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    old, new = DigitClassifier().eval(), DigitClassifier().eval()
+    folder = save_classifier(old, tmp_path / "clf", {"which": "old"})
+    real_replace = files.os.replace
+    calls = []
+
+    def crash_on_swap(src, dst) -> None:
+        calls.append(src)
+        if len(calls) == 2:  # the old folder is moved aside, the new one not yet in place
+            raise KeyboardInterrupt("power cut")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", crash_on_swap)
+    with pytest.raises(KeyboardInterrupt):
+        save_classifier(new, folder, {"which": "new"})
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    x = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(load_classifier(folder)(x), old(x))  # read from the complete NAME.previous
+    save_classifier(new, folder, {"which": "new"})
+    torch.testing.assert_close(load_classifier(folder)(x), new(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf"]

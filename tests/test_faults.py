@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "e2e"))  # the shared `
 from appserver import ROOT, AppProcess, running_app
 
 from ddpm_core import checkpoints as ck
+from ddpm_core.files import complete_folder
 from ddpm_core.schedule import make_schedule
 from ddpm_core.unet import WIDTH_PRESETS, ContextUNet
 
@@ -458,7 +459,7 @@ def wait_for(condition: Any, process: subprocess.Popen, what: str, timeout: floa
 
 def check_after_kill(folder: Path, allowed: set[tuple[int, str]]) -> tuple[bool, str]:
     """Does the folder (or its fallback) load, and is it exactly one complete save from ``allowed``?"""
-    where = ck.resolve_directory(folder)
+    where = complete_folder(folder)
     try:
         loaded = ck.load_checkpoint(folder, with_training_state=True)
     except ck.CheckpointError as err:

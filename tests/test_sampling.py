@@ -11,10 +11,14 @@ from torch import nn
 
 from ddpm_core.diffusion import ddim_step, dpm_solver_pp_step, predict_eps, predict_x0, q_sample
 from ddpm_core.sampling import (
+    BackgroundSampling,
     SamplerSettings,
+    StepInfo,
     Trajectory,
     guided_eps,
     sample,
+    sampling_steps,
+    starting_noise,
     timesteps_for,
     validate_labels,
 )
@@ -105,6 +109,71 @@ def test_trajectory_records_each_step_and_the_last() -> None:
     assert traj.steps == [s for i, s in enumerate(timesteps_for("ddim", 10, schedule)) if i % 3 == 0 or i == 9]
     assert len(traj.xs) == len(traj.pred_x0s) == len(traj.steps)
     assert traj.xs[0].shape == (2, 1, 28, 28)
+
+
+def test_starting_noise_is_the_noise_sample_draws() -> None:
+    model = random_unet()
+    schedule = make_schedule("cosine", 50)
+    noise = starting_noise(model, 3, 7)
+    assert noise.shape == (3, 1, 28, 28)
+    expected = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(noise, expected)
+    settings = SamplerSettings(seed=7, steps=4)
+    assert torch.equal(
+        sample(model, schedule, [1, 2, 3], settings).images,
+        sample(model, schedule, [1, 2, 3], settings, noise=noise).images,
+    )
+
+
+def test_sampling_steps_counts_the_network_passes() -> None:
+    model = random_unet()
+    schedule = make_schedule("cosine", 40)
+    for settings in (
+        SamplerSettings(sampler="ddpm"),
+        SamplerSettings(steps=5),
+        SamplerSettings(sampler="ddim", steps=9),
+    ):
+        trajectory = Trajectory()
+        result = sample(model, schedule, [0], settings, callback=trajectory)
+        counted = trajectory.steps
+        expected = 40 if settings.sampler == "ddpm" else settings.steps
+        assert sampling_steps(settings, schedule) == expected == result.network_evaluations == len(counted)
+    assert Trajectory.for_frames(40, frames=10).every == 4
+    assert Trajectory.for_frames(6).every == 1
+
+
+def test_background_sampling_matches_sample_and_streams_its_steps() -> None:
+    model = random_unet()
+    schedule = make_schedule("cosine", 30)
+    settings = SamplerSettings(sampler="ddpm", seed=3)
+    seen: list[int] = []
+    job = BackgroundSampling(model, schedule, [2, 7], settings, callback=lambda info: seen.append(info.index))
+    updates = list(job.updates(0.001))
+    result = job.outcome(timeout_s=60)
+    assert result is not None and not job.running
+    assert seen == list(range(30))
+    assert all(isinstance(u, StepInfo) and 0 <= u.index < 30 for u in updates)
+    assert torch.equal(result.images, sample(model, schedule, [2, 7], settings).images)
+
+
+def test_background_sampling_stops_when_cancelled_and_reports_errors() -> None:
+    model = random_unet()
+    schedule = make_schedule("cosine", 200)
+    steps: list[int] = []
+    job = BackgroundSampling(
+        model, schedule, [1], SamplerSettings(sampler="ddpm"), callback=lambda i: steps.append(i.index)
+    )
+    first = next(job.updates(0.01))  # at least one step has run
+    job.cancel()
+    assert job.outcome(timeout_s=60) is None
+    assert first.index >= 0 and len(steps) < 200, "the sampler ran to the end after being cancelled"
+
+    def broken(info: StepInfo) -> None:
+        raise RuntimeError("callback broke")
+
+    job = BackgroundSampling(model, schedule, [1], SamplerSettings(steps=3), callback=broken)
+    with pytest.raises(RuntimeError, match="callback broke"):
+        job.outcome(timeout_s=60)
 
 
 def test_timesteps_start_at_pure_noise_and_descend() -> None:

@@ -1,6 +1,6 @@
 """Loading user images safely, and converting between [-1, 1] tensors and uint8 arrays.
 
-Uploads are untrusted: :func:`load_image` refuses anything it cannot turn into a modest RGB picture
+Uploads are untrusted: :func:`load_image_info` refuses anything it cannot turn into a modest RGB picture
 (empty, too many bytes, too many pixels, not an image, a format we do not decode, a corrupt or
 truncated file) with a single exception type, :class:`ImageInputError`, whose message can be shown
 to a person as it is. The pixel count is checked from the header, before any pixel is decoded.
@@ -195,38 +195,17 @@ def load_image_info(
     return LoadedImage(x, original_size, original_mode, fmt, tuple(notes))
 
 
-def load_image(
-    path_or_bytes: str | os.PathLike | bytes | bytearray | memoryview,
-    max_side: int = 256,
-    max_bytes: int = MAX_BYTES,
-    max_pixels: int = MAX_PIXELS,
-) -> torch.Tensor:
-    """Decode an untrusted image to float32 RGB [3, H, W] in [−1, 1], longest side ≤ ``max_side``.
-
-    Raises :class:`ImageInputError` for every input that cannot be used.
-    """
-    return load_image_info(path_or_bytes, max_side, max_bytes, max_pixels).tensor
-
-
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[−1, 1] tensor → uint8 numpy, clipped: [C, H, W] → [H, W, C], [N, C, H, W] → [N, H, W, C], [H, W] → [H, W, 1]."""
+    """[−1, 1] tensor → uint8 numpy with channels last, clipped; a single channel is dropped.
+
+    [3, H, W] → [H, W, 3], [N, 3, H, W] → [N, H, W, 3], [N, 1, H, W] → [N, H, W], [1, H, W] and [H, W] → [H, W].
+    """
     x = x.detach().to("cpu", torch.float32)
     if x.ndim == 2:
         x = x[None]
     if x.ndim not in (3, 4):
         raise ValueError(f"expected [H, W], [C, H, W] or [N, C, H, W], got shape {tuple(x.shape)}")
     x = x.clamp(-1.0, 1.0).add_(1.0).mul_(127.5).round_().to(torch.uint8)
+    if x.shape[-3] == 1:
+        return x.squeeze(-3).contiguous().numpy()
     return x.movedim(-3, -1).contiguous().numpy()
-
-
-def from_uint8(array: np.ndarray) -> torch.Tensor:
-    """uint8 numpy → float32 in [−1, 1]: [H, W, C] → [C, H, W], [N, H, W, C] → [N, C, H, W], [H, W] → [1, H, W]."""
-    array = np.asarray(array)
-    if array.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 array, got {array.dtype}")
-    if array.ndim == 2:
-        array = array[..., None]
-    if array.ndim not in (3, 4):
-        raise ValueError(f"expected [H, W], [H, W, C] or [N, H, W, C], got shape {array.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(array)).to(torch.float32) / 127.5 - 1.0
-    return x.movedim(-1, -3).contiguous()

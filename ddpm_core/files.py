@@ -1,0 +1,86 @@
+"""Writing files so that a crash never leaves a half-written one: checkpoints and the classifier use these.
+
+* :func:`write_file_atomically` writes ``NAME`` through a temporary file in the same folder and one rename.
+* :func:`write_folder_atomically` writes a whole folder beside the old one (``NAME.partial-…``) and swaps it
+  in with two renames; at every moment either ``NAME`` or ``NAME.previous`` is complete, and
+  :func:`complete_folder` says which to read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename durable (best effort: some file systems refuse to fsync a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def write_file_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        _fsync_file(tmp)
+        tmp.chmod(0o644)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_folder_atomically(directory: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(partial)`` on an empty folder beside ``directory``, then swap it in as ``directory``."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    for stale in directory.parent.glob(directory.name + ".partial-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    partial = Path(tempfile.mkdtemp(prefix=directory.name + ".partial-", dir=directory.parent))
+    try:
+        write(partial)
+        for f in partial.iterdir():
+            _fsync_file(f)
+            f.chmod(0o644)
+        partial.chmod(0o755)
+        previous = directory.with_name(directory.name + ".previous")
+        if directory.exists():
+            # NAME is complete, so an older NAME.previous is no longer needed; NAME becomes the fallback
+            if previous.exists():
+                shutil.rmtree(previous)
+            os.replace(directory, previous)
+        # else: NAME.previous (if any) is the only complete copy and stays until the new NAME is in place
+        os.replace(partial, directory)
+        fsync_dir(directory.parent)
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return directory
+
+
+def complete_folder(directory: str | Path) -> Path:
+    """The folder to read: ``directory``, or its ``.previous`` copy if a save was cut off mid-swap."""
+    directory = Path(directory)
+    previous = directory.with_name(directory.name + ".previous")
+    if not directory.exists() and previous.is_dir():
+        return previous
+    return directory
