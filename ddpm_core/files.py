@@ -12,6 +12,8 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,3 +86,24 @@ def complete_folder(directory: str | Path) -> Path:
     if not directory.exists() and previous.is_dir():
         return previous
     return directory
+
+
+def fresh_folder(parent: str | Path, max_age_s: float, keep: Path | None = None) -> Path:
+    """A new, uniquely named folder under ``parent`` for one request's files.
+
+    Folders under ``parent`` older than ``max_age_s`` are deleted first, except ``keep`` (say, the folder a
+    model in use was loaded from), so a long-running server does not fill its disk.
+    """
+    parent = Path(parent)
+    if parent.is_dir():
+        keep = keep.resolve() if keep is not None else None
+        cutoff = time.time() - max_age_s
+        for folder in parent.iterdir():
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff and folder.resolve() != keep:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:  # another request removed it first
+                continue
+    folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    return folder

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import ModuleType
 
 import httpx
 import pytest
@@ -12,12 +11,9 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from ddpm_ui import common
+
 TAB12_ENDPOINTS = {"/forward_view", "/oracle_view", "/error_curve", "/oracle_chain"}
-
-
-@pytest.fixture(scope="module")
-def example(app_module: ModuleType) -> str:
-    return str(app_module.DEFAULT_IMAGE)
 
 
 def image_size(path: str) -> tuple[int, int]:
@@ -106,11 +102,11 @@ def test_uploads_over_the_size_limit_are_refused(gradio_client, app_server: str,
     assert small.status_code == 200
 
 
-def test_server_files_cannot_be_named_as_uploads(app_server: str, app_module: ModuleType) -> None:
+def test_server_files_cannot_be_named_as_uploads(app_server: str) -> None:
     """The image handlers read the upload themselves (preprocess=False); Gradio must still refuse paths
     that were not uploaded, such as the app's own files."""
     call = app_server + "gradio_api/call/forward_view"
-    for path in ("/etc/hostname", str(app_module.DEFAULT_IMAGE)):
+    for path in ("/etc/hostname", str(common.DEFAULT_IMAGE)):
         payload = {"path": path, "meta": {"_type": "gradio.FileData"}}
         event = httpx.post(call, json={"data": [payload, 10, "linear", 1000, 0]}, timeout=60).json()["event_id"]
         stream = httpx.get(f"{call}/{event}", timeout=60).text

@@ -1,0 +1,322 @@
+"""Tab 2, "Oracle reconstruction": knowing the noise, every reverse quantity is exact; then the trained model.
+
+The top half works on the photo of tab 1 (and follows its inputs): the oracle x̂₀, the posterior mean
+μ̃_{t−1}, their errors at every t and a whole reverse chain. The bottom half puts the live digit model
+next to the oracle on held-out digits: true against predicted ε, and the model's loss against t.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradio as gr
+import numpy as np
+import torch
+
+from ddpm_core import oracle, pictures
+from ddpm_core.data import HELD_OUT_PER_CLASS, to_model_range
+from ddpm_core.image_io import to_uint8
+from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
+from ddpm_ui import state
+from ddpm_ui.common import (
+    DEFAULT_T,
+    LATEX,
+    NOISE_DISPLAY_SCALE,
+    cached_schedule,
+    fmt,
+    friendly_errors,
+    image_controls,
+    image_notes,
+    load_image,
+    load_image_version,
+    next_seed,
+    output_image,
+    parse_schedule,
+    parse_seed,
+    parse_step,
+    retarget_step,
+    seed_box,
+    sub,
+)
+
+CURVE_SIDE = 64  # the error-vs-t curves are computed on a copy this small
+CHAIN_SIDE = 128  # the oracle reverse chain runs on a copy this small
+LOSS_CURVE_PER_CLASS = 30  # held-out digits per class for the loss-against-t plot (300 in all)
+LOSS_CURVE_STEPS = 20  # evenly spaced t at which it is measured
+MODEL_DEFAULT_STEP = 100
+
+INTRO = r"""
+### If we knew the noise, denoising would be exact
+
+Knowing $x_0$ we also know the $\epsilon$ inside $x_t$, and eq. 4 solved for $x_0$ gives it back:
+$\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\epsilon)/\sqrt{\bar\alpha_t}$. One reverse step then moves to the
+mean of $q(x_{t-1} \mid x_t, x_0)$:
+
+$$\tilde\mu_{t-1} = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,\hat x_0
+ + \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t.$$
+
+A trained network has to *guess* $\epsilon$ from $x_t$ alone; these are the numbers it would reach if it
+guessed perfectly. Compare $\tilde\mu_{t-1}$ with $\mu_{t-1} = \sqrt{\bar\alpha_{t-1}}\,x_0$, the mean of
+$q(x_{t-1} \mid x_0)$.
+"""
+
+MODEL_INTRO = r"""
+#### The trained model next to the oracle
+The oracle above *knows* $\epsilon$. The network only sees $x_t$, $t$ and the class, and has to guess it.
+Pick a held-out digit (never seen in training) and a step of the model's own schedule to compare the two.
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# The oracle on a photo
+# ----------------------------------------------------------------------------------------------
+
+
+@friendly_errors
+def oracle_view(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[np.ndarray, str]:
+    """(labelled panels x_t, x̂₀, μ̃_{t−1}, μ_{t−1} with their ℓ1 errors, Markdown table of the same)."""
+    schedule = parse_schedule(schedule_name, T)
+    step, seed = parse_step(t, schedule.num_steps), parse_seed(seed)
+    loaded, _ = load_image(image)
+    rec = oracle.reconstruct_oracle(loaded.tensor, schedule, step, seed)
+    l1_prior_vs_x0 = oracle.l1(rec.prior_mean, loaded.tensor)
+    panels = pictures.labelled_strip(
+        [to_uint8(rec.x_t), to_uint8(rec.x0_hat), to_uint8(rec.posterior_mean), to_uint8(rec.prior_mean)],
+        [
+            f"xₜ (t = {step})\nℓ1 to x₀ = {fmt(rec.l1_xt_vs_x0)}",
+            f"oracle x̂₀\nℓ1 to x₀ = {fmt(rec.l1_x0_hat_vs_x0)}",
+            f"μ̃ₜ₋₁ from x̂₀ and xₜ\nℓ1 to μₜ₋₁ = {fmt(rec.l1_posterior_vs_prior_mean)}",
+            f"μₜ₋₁ = √ᾱₜ₋₁ x₀\nℓ1 to x₀ = {fmt(l1_prior_vs_x0)}",
+        ],
+    )
+    table = (
+        f"**t = {step}**, seed {seed}. ℓ1 is the mean absolute difference per pixel (images in [−1, 1]).\n\n"
+        "| panel | formula | compared with | ℓ1 |\n|---|---|---|---|\n"
+        f"| $x_t$ | $\\sqrt{{\\bar\\alpha_t}}\\,x_0 + \\sqrt{{1-\\bar\\alpha_t}}\\,\\epsilon$ | $x_0$ | "
+        f"{fmt(rec.l1_xt_vs_x0)} |\n"
+        f"| oracle $\\hat x_0$ | $(x_t - \\sqrt{{1-\\bar\\alpha_t}}\\,\\epsilon)/\\sqrt{{\\bar\\alpha_t}}$ | $x_0$ | "
+        f"{fmt(rec.l1_x0_hat_vs_x0)} |\n"
+        f"| $\\tilde\\mu_{{t-1}}$ | $\\tilde\\mu_t(x_t, \\hat x_0)$ (eq. 7) | $\\mu_{{t-1}}$ | "
+        f"{fmt(rec.l1_posterior_vs_prior_mean)} |\n"
+        f"| $\\tilde\\mu_{{t-1}}$ | same | $x_0$ | {fmt(rec.l1_posterior_vs_x0)} |\n"
+        f"| $\\mu_{{t-1}}$ | $\\sqrt{{\\bar\\alpha_{{t-1}}}}\\,x_0$ | $x_0$ | {fmt(l1_prior_vs_x0)} |\n\n"
+        f"Posterior std $\\sqrt{{\\tilde\\beta_t}}$ = {fmt(rec.posterior_std)}. "
+        "$\\tilde\\mu_{t-1}$ differs from $\\mu_{t-1}$ because it also knows $x_t$, i.e. which way the noise went."
+        f"{image_notes(loaded)}"
+    )
+    return panels, table
+
+
+@functools.lru_cache(maxsize=8)
+def _error_canvas(key: tuple[str, int, int], name: str, T: int, seed: int) -> tuple[pictures.CurveCanvas, Any]:
+    """Error-vs-t curves for one image version, schedule and seed, rendered once (marker added per request)."""
+    loaded = load_image_version(*key)
+    curves = oracle.error_curves(loaded.tensor, cached_schedule(name, T), seed, max_side=CURVE_SIDE)
+    floor = 1e-16  # float64 rounding; a log axis cannot show 0
+    h, w = curves.image_size
+    three = {"xₜ": curves.l1_xt, "oracle x̂₀": curves.l1_x0_hat, "μ̃ₜ₋₁": curves.l1_posterior_mean}
+    psnr = {"xₜ": curves.psnr_xt, "oracle x̂₀": curves.psnr_x0_hat, "μ̃ₜ₋₁": curves.psnr_posterior_mean}
+    canvas = pictures.render_curves(
+        curves.steps.numpy(),
+        [
+            pictures.CurvePanel(
+                "ℓ1 to x₀ (log scale)",
+                "ℓ1",
+                {k: v.clamp(min=floor).numpy() for k, v in three.items()},
+                log_y=True,
+                note="values below 1e-16 (float64 rounding) drawn at 1e-16",
+            ),
+            pictures.CurvePanel(
+                "PSNR against x₀",
+                "dB",
+                {k: curves.capped(v).numpy() for k, v in psnr.items()},
+                ylim=(0.0, curves.psnr_cap_db + 5.0),
+                note=f"capped at {curves.psnr_cap_db:.0f} dB: the oracle x̂₀ is exact up to rounding (PSNR ≈ ∞)",
+            ),
+        ],
+        title=f"Errors at every t ({name}, T = {T}, {w}×{h} copy)",
+        size=(6.4, 4.6),
+    )
+    return canvas, curves
+
+
+@friendly_errors
+def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> np.ndarray:
+    """The ℓ1 / PSNR-vs-t plot of x_t, oracle x̂₀ and μ̃_{t−1} against x₀, with a marker at t."""
+    schedule = parse_schedule(schedule_name, T)
+    step, seed = parse_step(t, schedule.num_steps), parse_seed(seed)
+    _, key = load_image(image)
+    canvas, curves = _error_canvas(key, schedule.name, schedule.num_steps, seed)
+    return canvas.with_marker(
+        step,
+        [[float(curves.l1_xt[step])], [min(float(curves.psnr_xt[step]), curves.psnr_cap_db)]],
+        label=f"t = {step}",
+    )
+
+
+@friendly_errors
+def oracle_chain(
+    image: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[np.ndarray, str]:
+    """The reverse chain x_{T−1} → x₀ driven by the oracle ε; (strip every T/5 steps, Markdown summary)."""
+    schedule = parse_schedule(schedule_name, T)
+    seed = parse_seed(seed)
+    loaded, _ = load_image(image)
+    chain = oracle.oracle_reverse_chain(loaded.tensor, schedule, seed, num_snapshots=5, max_side=CHAIN_SIDE)
+    labels = [f"x{sub(s)}" if s >= 0 else "x₀ from the chain" for s in chain.snapshot_steps]
+    strip = pictures.labelled_strip(list(to_uint8(chain.snapshots)), labels)
+    h, w = chain.final.shape[-2:]
+    summary = (
+        f"Ran all {schedule.num_steps} reverse steps (Algorithm 2, $\\sigma_t^2 = \\beta_t$) in float64 on a "
+        f"{w}×{h} copy, seed {seed}, with $\\epsilon$ = `predict_eps(x_t, t, x0)` at every step.\n\n"
+        f"Final error against $x_0$: max |·| = **{chain.final_max_error:.2e}**, ℓ1 = {chain.final_l1:.2e}."
+    )
+    return strip, summary
+
+
+# ----------------------------------------------------------------------------------------------
+# The live model next to the oracle
+# ----------------------------------------------------------------------------------------------
+
+
+@friendly_errors
+def model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any) -> tuple[np.ndarray, str]:
+    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, and the error maps."""
+    loaded = state.live()
+    label, k = int(float(digit)), int(float(index))
+    held = state.digit_data().held_out
+    of_class = np.flatnonzero(held.labels == label)
+    if not 0 <= label <= 9 or not 0 <= k < len(of_class):
+        raise ValueError(f"Choose a digit 0–9 and an example 0–{len(of_class) - 1}.")
+    T = loaded.schedule.num_steps
+    step = int(float(t))
+    if not 0 <= step < T:
+        raise ValueError(f"t must lie in 0…{T - 1} for this model.")
+    x0 = to_model_range(held.images[of_class[k] : of_class[k] + 1])
+    view = compare_with_oracle(loaded.model, loaded.schedule, x0, label, step, seed=parse_seed(seed))
+
+    def grey(x: torch.Tensor, scale: float = 1.0) -> np.ndarray:
+        return to_uint8(x / scale)[0]
+
+    eps_err = (view.eps_model - view.eps_true).abs()
+    x0_err = (view.x0_model.clamp(-1, 1) - view.x0).abs()
+    shown = NOISE_DISPLAY_SCALE
+    tiles = [
+        grey(view.x0), grey(view.x_t), grey(view.eps_true, shown), grey(view.eps_model, shown),
+        grey(eps_err * 2 - 1, shown / 2), grey(view.x0), grey(view.x0_model), grey(x0_err - 1),
+    ]  # fmt: skip
+    captions = [
+        "x₀", f"x_t (t={step})", "true ε", "model ε_θ", "|ε − ε_θ|", "oracle x̂₀ = x₀", "model x̂₀", "|x̂₀ − x₀|",
+    ]  # fmt: skip
+    strip = pictures.labelled_strip(tiles, captions, scale=4, font_size=13)
+    note = (
+        f"ε error (mean squared, per pixel): **{view.eps_mse:.4f}**; ℓ1 of the model's x̂₀ against x₀: "
+        f"**{view.x0_l1:.4f}** (the oracle's is 0). Error maps: black = 0, white = 1.5 for ε and 1 for x̂₀."
+    )
+    return strip, note
+
+
+@functools.lru_cache(maxsize=4)
+def _loss_curve_for(version: int) -> np.ndarray:
+    loaded = state.live()
+    held = state.digit_data().held_out
+    pick = np.concatenate([np.flatnonzero(held.labels == c)[:LOSS_CURVE_PER_CLASS] for c in range(10)])
+    ts, losses, _ = loss_by_t(
+        loaded.model,
+        loaded.schedule,
+        to_model_range(held.images[pick]),
+        torch.as_tensor(held.labels[pick]),
+        num_t=LOSS_CURVE_STEPS,
+    )
+    panel = pictures.CurvePanel(
+        f"ε-prediction loss on {len(pick)} held-out digits", "mean ‖ε − ε_θ‖² per pixel", {"loss": losses}, log_y=True
+    )
+    return pictures.render_curves(ts, [panel], xlabel=f"t (T = {loaded.schedule.num_steps})").image
+
+
+@friendly_errors
+def model_loss_curve() -> np.ndarray:
+    """The live model's L_simple (eq. 14) against t over the held-out digits."""
+    state.live()
+    return _loss_curve_for(state.LIVE.version)
+
+
+def _model_step_slider(t: Any) -> dict:
+    """The model's t slider spans the live model's own schedule (0 … T−1), whatever checkpoint is live."""
+    T = state.live().schedule.num_steps
+    try:
+        step = min(int(float(t)), T - 1)
+    except (TypeError, ValueError):
+        step = min(MODEL_DEFAULT_STEP, T - 1)
+    return gr.update(maximum=T - 1, value=max(0, step), label=f"step t (model's schedule, T = {T})")
+
+
+# ----------------------------------------------------------------------------------------------
+# Layout and events
+# ----------------------------------------------------------------------------------------------
+
+
+def _model_section(tab: gr.Tab) -> None:
+    """Below the oracle: the live model's ε and x̂₀ against the truth, and its loss against t."""
+    gr.Markdown(MODEL_INTRO, latex_delimiters=LATEX)
+    with gr.Row():
+        digit = gr.Slider(0, 9, value=3, step=1, label="digit", elem_id="mvo-digit")
+        index = gr.Slider(0, HELD_OUT_PER_CLASS - 1, value=0, step=1, label="held-out example", elem_id="mvo-index")
+        step = gr.Slider(0, MODEL_DEFAULT_STEP, value=MODEL_DEFAULT_STEP, step=1, label="step t (model's schedule)",
+                         elem_id="mvo-t")  # fmt: skip
+        seed = seed_box("mvo-seed")
+    strip = output_image("model vs oracle", fmt="png")
+    note = gr.Markdown()
+    loss_button = gr.Button(f"Plot the model's loss against t over {10 * LOSS_CURVE_PER_CLASS} held-out digits")
+    loss_plot = output_image("ε-loss against t", fmt="png")
+    tab.select(_model_step_slider, step, step, api_visibility="private", queue=False)
+    gr.on(
+        [b.release for b in (digit, index, step)] + [seed.submit],
+        model_vs_oracle, [digit, index, step, seed], [strip, note],
+        api_name="model_vs_oracle", trigger_mode="always_last", show_progress="minimal",
+    )  # fmt: skip
+    loss_button.click(model_loss_curve, None, loss_plot, api_name="model_loss_curve", concurrency_limit=1)
+
+
+def build_tab(tab: gr.Tab, follow: dict[str, gr.components.Component]) -> None:
+    """Lay out tab 2 and wire its events; ``follow`` are tab 1's inputs, which this tab's copy tracks."""
+    gr.Markdown(INTRO, latex_delimiters=LATEX)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            image, step, schedule, T, seed, new_noise = image_controls("oracle")
+            gr.Markdown("*These follow the Forward noise tab; you can also change them here.*")
+        with gr.Column(scale=2):
+            curve = output_image("errors against x₀ at every t, marker at t", fmt="png")
+    panels = output_image("oracle reconstruction at t", fmt="png")
+    table = gr.Markdown(latex_delimiters=LATEX)
+    with gr.Row():
+        run_chain = gr.Button("Run the oracle reverse chain (all T steps)", variant="primary")
+    chain_strip = output_image("oracle reverse chain, every T/5 steps", fmt="png")
+    chain_info = gr.Markdown(latex_delimiters=LATEX)
+
+    # Follow tab 1 in the browser (no server round trip); the views refresh when this tab is opened.
+    for name, mine in (("image", image), ("t", step), ("schedule", schedule), ("T", T), ("seed", seed)):
+        follow[name].change(None, follow[name], mine, js="(value) => value")
+
+    inputs = [image, step, schedule, T, seed]
+    triggers = [tab.select, image.change, step.input, schedule.change, seed.change]
+    common = {"trigger_mode": "always_last", "show_progress": "hidden", "preprocess": False}
+    gr.on(triggers, oracle_view, inputs, [panels, table], api_name="oracle_view", **common)
+    gr.on(triggers, error_curve, inputs, curve, api_name="error_curve", **common)
+    retarget = T.change(retarget_step, [T, step], step, api_visibility="private", queue=False)
+    retarget.then(oracle_view, inputs, [panels, table], api_visibility="private", **common)
+    retarget.then(error_curve, inputs, curve, api_visibility="private", **common)
+    new_noise.click(next_seed, seed, seed, api_visibility="private", queue=False)
+    run_chain.click(
+        oracle_chain,
+        [image, schedule, T, seed],
+        [chain_strip, chain_info],
+        api_name="oracle_chain",
+        preprocess=False,
+        concurrency_limit=1,
+        concurrency_id="oracle_chain",
+    )
+    _model_section(tab)
