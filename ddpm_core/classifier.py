@@ -9,16 +9,13 @@ A small CNN trained on the real training digits (with random shifts, rotations a
   standing in for Inception);
 * diversity — mean pairwise feature distance between samples of the same class.
 
-Train it with ``python -m ddpm_core.classifier --out checkpoints/classifier``.
+Train it with ``python -m ddpm_core.cli.train_classifier --out checkpoints/classifier``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ddpm_core.data import DigitData, load_digits, to_model_range
+from ddpm_core.data import DigitData, to_model_range
 from ddpm_core.files import complete_folder, write_folder_atomically
 from ddpm_core.paths import classifier_dir
 
@@ -176,34 +173,3 @@ def diversity(features: np.ndarray, labels: np.ndarray) -> float:
         d = np.sqrt(((f[:, None, :] - f[None, :, :]) ** 2).sum(-1))
         dists.append(d[np.triu_indices(len(f), 1)].mean())
     return float(np.mean(dists)) if dists else 0.0
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.classifier", description="Train the digit classifier")
-    p.add_argument("--out", default=str(classifier_dir()))
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    data = load_digits("bundled")
-    start = time.perf_counter()
-    model, acc = train_classifier(data, steps=args.steps, seed=args.seed)
-    seconds = time.perf_counter() - start
-    save_classifier(
-        model,
-        args.out,
-        {
-            "held_out_accuracy": round(acc, 4),
-            "held_out_images": len(data.held_out),
-            "train_images": len(data.train),
-            "steps": args.steps,
-            "seconds": round(seconds, 1),
-            "data": data.description,
-            "command": "python -m ddpm_core.classifier " + " ".join(sys.argv[1:] if argv is None else argv),
-        },
-    )
-    print(json.dumps({"held_out_accuracy": acc, "seconds": round(seconds, 1), "out": args.out}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

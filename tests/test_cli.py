@@ -1,7 +1,8 @@
-"""The command lines: train, sample and evaluate, run in-process on tiny settings."""
+"""The command lines under ``ddpm_core.cli``, run in-process on tiny settings, and their console scripts."""
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -9,8 +10,11 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from ddpm_core import evaluate, sample, train
 from ddpm_core.checkpoints import load_checkpoint
+from ddpm_core.classifier import load_classifier
+from ddpm_core.cli import digits, evaluate, sample, train, train_classifier
+
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +103,30 @@ def test_every_cli_runs_with_each_precision(
         if precision == "auto":  # timed: the report holds a time for fp32 and for bf16
             assert execution["batch"] > 0 and {"torch-fp32", "torch-bf16"} <= set(execution["timings_ms"])
     assert load_checkpoint(out).config["training"]["execution"] == trained
+
+
+def test_train_classifier_saves_a_loadable_classifier_with_its_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "classifier"
+    assert train_classifier.main(["--out", str(out), "--steps", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["out"] == str(out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["steps"] == 3
+    assert config["command"] == f"python -m ddpm_core.cli.train_classifier --out {out} --steps 3"
+    load_classifier(out)
+
+
+def test_digits_describes_the_bundled_split(capsys: pytest.CaptureFixture[str]) -> None:
+    assert digits.main([]) == 0
+    assert capsys.readouterr().out.strip().endswith("4000 train, 1000 held out")
+
+
+def test_every_console_script_names_a_main_of_ddpm_core_cli() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
+    assert {"ddpm-train", "ddpm-sample", "ddpm-evaluate", "ddpm-train-classifier"} <= set(scripts)
+    for name, target in scripts.items():
+        module, _, function = target.partition(":")
+        assert module.startswith("ddpm_core.cli."), name
+        assert callable(getattr(importlib.import_module(module), function)), name

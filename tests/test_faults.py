@@ -7,7 +7,7 @@ training command line and the settings a public deployment relies on.
   holding a pickle, a config that is not JSON): a readable error, no pickle ever runs, and the live model
   is unchanged (``/model_info`` before and after).
 * Two users asking to train at once: the second is told a run is already going.
-* ``python -m ddpm_core.train`` killed with SIGKILL mid-run, repeatedly, including during its saves: the
+* ``python -m ddpm_core.cli.train`` killed with SIGKILL mid-run, repeatedly, including during its saves: the
   checkpoint folder (or its ``.previous`` fallback) always loads and holds one complete save.
 * Deployment settings: README front matter, ``--help``, GRADIO_SERVER_NAME/PORT, analytics, upload
   limit, queue bound and per-event concurrency limits, no ``allowed_paths``, errors without tracebacks.
@@ -258,7 +258,7 @@ class Payload:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real 3-step tiny checkpoint (T = 50), made with the training command line."""
     out = tmp_path_factory.mktemp("fault-ckpt") / "tiny"
-    command = [sys.executable, "-m", "ddpm_core.train", "--steps", "3", "--preset", "tiny", "--T", "50", "--out"]
+    command = [sys.executable, "-m", "ddpm_core.cli.train", "--steps", "3", "--preset", "tiny", "--T", "50", "--out"]
     subprocess.run([*command, str(out)], cwd=ROOT, check=True, capture_output=True, timeout=300)
     return out
 
@@ -386,7 +386,7 @@ def test_second_training_request_is_told_one_is_going(
 # The training command line killed mid-run
 # ---------------------------------------------------------------------------------------------
 
-TRAIN = [sys.executable, "-m", "ddpm_core.train", "--preset", "tiny", "--T", "50"]
+TRAIN = [sys.executable, "-m", "ddpm_core.cli.train", "--preset", "tiny", "--T", "50"]
 LONG_RUN = ["--steps", "100000", "--minutes", "5", "--preset", "tiny", "--T", "50"]
 SAVE_EVERY_S = 0.3
 KILL_ROUNDS = int(os.environ.get("DDPM_FAULT_KILL_ROUNDS", "6"))
@@ -398,7 +398,7 @@ LOGGED_TRAIN = r"""
 import hashlib, os, sys
 from functools import partial
 from safetensors.torch import save
-import ddpm_core.train as cli
+import ddpm_core.cli.train as cli
 import ddpm_core.training as training
 from ddpm_core.checkpoints import FORMAT
 
@@ -486,7 +486,7 @@ def test_training_killed_mid_run_never_loses_the_checkpoint(tmp_path: Path, tall
     # Round 0: exactly the command line, killed a few seconds in, before its first (60 s) periodic save.
     with out.open("wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ddpm_core.train", *LONG_RUN, "--resume", str(folder), "--out", str(folder)],
+            [sys.executable, "-m", "ddpm_core.cli.train", *LONG_RUN, "--resume", str(folder), "--out", str(folder)],
             cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

@@ -1,6 +1,6 @@
 """Command line: sample digits from a checkpoint.
 
-    python -m ddpm_core.sample --checkpoint checkpoints/digits-base --w 3 --sampler ddim --steps 25 \
+    python -m ddpm_core.cli.sample --checkpoint checkpoints/digits-base --w 3 --sampler ddim --steps 25 \
         --per-class 4 --seed 0 --out samples.npz --grid grid.png --gif anim.gif
 
 ``samples.npz`` holds ``images`` (uint8, N×28×28, white digit on black) and ``labels`` (int64, N),
@@ -37,7 +37,7 @@ def parse_classes(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = SamplerSettings()
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.sample", description="Sample digits from a checkpoint")
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.cli.sample", description="Sample digits from a checkpoint")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--w", type=float, default=d.w, help="guidance weight: 0 unconditional, 1 conditional, >1 stronger")
     p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler)

@@ -1,8 +1,8 @@
 """Command line: train a digit model.
 
-python -m ddpm_core.train --minutes 10 --preset base --out checkpoints/digits-base
-python -m ddpm_core.train --steps 500 --resume checkpoints/digits-base --out runs/more
-python -m ddpm_core.train --data mnist --data-root ~/mnist   # full 60k from IDX files
+python -m ddpm_core.cli.train --minutes 10 --preset base --out checkpoints/digits-base
+python -m ddpm_core.cli.train --steps 500 --resume checkpoints/digits-base --out runs/more
+python -m ddpm_core.cli.train --data mnist --data-root ~/mnist   # full 60k from IDX files
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ddpm_core.unet import WIDTH_PRESETS
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.train", description=__doc__.split("\n")[1])
+    p = argparse.ArgumentParser(prog="python -m ddpm_core.cli.train", description=__doc__.split("\n")[1])
     p.add_argument("--out", required=True, help="checkpoint folder to write (saved atomically, every minute)")
     p.add_argument("--minutes", type=float, default=None, help="time budget (default 10 if no --steps)")
     p.add_argument("--steps", type=int, default=None, help="step budget")

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 3-step tiny model (T = 50) made with the training command line."""
     out = tmp_path_factory.mktemp("tiny") / "e2e-tiny"
-    command = [sys.executable, "-m", "ddpm_core.train", "--steps", "3", "--preset", "tiny", "--T", "50"]
+    command = [sys.executable, "-m", "ddpm_core.cli.train", "--steps", "3", "--preset", "tiny", "--T", "50"]
     subprocess.run([*command, "--out", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=300)
     return out
 
