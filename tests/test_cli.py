@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -130,3 +134,26 @@ def test_every_console_script_names_a_main_of_ddpm_core_cli() -> None:
         module, _, function = target.partition(":")
         assert module.startswith("ddpm_core.cli."), name
         assert callable(getattr(importlib.import_module(module), function)), name
+
+
+@pytest.mark.slow
+def test_the_project_builds_a_wheel_with_the_core_the_ui_and_the_scripts(tmp_path: Path) -> None:
+    """What ``pip install .`` (and ``-e .``) builds: every package, app.py, the scripts, the same dependencies."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), "."],
+        cwd=PYPROJECT.parent, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for leftover in ("build", "ddpm_playground.egg-info"):
+        shutil.rmtree(PYPROJECT.parent / leftover, ignore_errors=True)
+    (wheel,) = tmp_path.glob("ddpm_playground-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+        requires = [line for line in zf.read(meta).decode().splitlines() if line.startswith("Requires-Dist:")]
+        entry_points = zf.read(meta.replace("METADATA", "entry_points.txt")).decode()
+    assert {"app.py", "ddpm_core/sampling.py", "ddpm_core/cli/train.py", "ddpm_ui/sample_tab.py"} <= names
+    assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
+    pinned = [line.split("#")[0].strip() for line in (PYPROJECT.parent / "requirements.txt").read_text().splitlines()]
+    assert len(requires) - 5 == len([p for p in pinned if p])  # requirements.txt, plus the five dev extras
+    assert "ddpm-sample = ddpm_core.cli.sample:main" in entry_points
