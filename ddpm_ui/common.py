@@ -12,6 +12,7 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -153,6 +154,25 @@ def parse_schedule(schedule_name: Any, T: Any) -> NoiseSchedule:
     if schedule_name not in SCHEDULE_NAMES:
         raise ValueError(f"The schedule must be one of {', '.join(SCHEDULE_NAMES)}.")
     return cached_schedule(str(schedule_name), parse_T(T))
+
+
+@dataclass(frozen=True)
+class ImageViewInputs:
+    """The image tabs' inputs, checked: the decoded photo (and its version key), schedule, step and seed."""
+
+    image: LoadedImage
+    key: tuple[str, int, int]
+    schedule: NoiseSchedule
+    step: int
+    seed: int
+
+
+def parse_image_view(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> ImageViewInputs:
+    """Check what an image-tab view receives; raises a readable ValueError (or ImageInputError) for bad input."""
+    schedule = parse_schedule(schedule_name, T)
+    step, seed = parse_step(t, schedule.num_steps), parse_seed(seed)
+    loaded, key = load_image(image)
+    return ImageViewInputs(loaded, key, schedule, step, seed)
 
 
 def request_folder(kind: str, keep: Path | None = None) -> Path:

@@ -20,12 +20,9 @@ from ddpm_ui.common import (
     friendly_errors,
     image_controls,
     image_notes,
-    load_image,
     next_seed,
     output_image,
-    parse_schedule,
-    parse_seed,
-    parse_step,
+    parse_image_view,
     retarget_step,
     sub,
 )
@@ -79,9 +76,8 @@ def forward_view(
     image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
     """(μ_t, strip of x_t samples, ε, single-step strip, ᾱ/log-SNR plot, Markdown with the numbers)."""
-    schedule = parse_schedule(schedule_name, T)
-    step, seed = parse_step(t, schedule.num_steps), parse_seed(seed)
-    loaded, _ = load_image(image)
+    inputs = parse_image_view(image, t, schedule_name, T, seed)
+    loaded, schedule, step, seed = inputs.image, inputs.schedule, inputs.step, inputs.seed
     view = oracle.explore_forward(loaded.tensor, schedule, step, seed, num_samples=NUM_SAMPLES)
 
     samples = to_uint8(view.samples)

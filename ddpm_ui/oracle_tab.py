@@ -32,9 +32,9 @@ from ddpm_ui.common import (
     load_image_version,
     next_seed,
     output_image,
+    parse_image_view,
     parse_schedule,
     parse_seed,
-    parse_step,
     retarget_step,
     seed_box,
     sub,
@@ -78,10 +78,9 @@ def oracle_view(
     image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
 ) -> tuple[np.ndarray, str]:
     """(labelled panels x_t, x̂₀, μ̃_{t−1}, μ_{t−1} with their ℓ1 errors, Markdown table of the same)."""
-    schedule = parse_schedule(schedule_name, T)
-    step, seed = parse_step(t, schedule.num_steps), parse_seed(seed)
-    loaded, _ = load_image(image)
-    rec = oracle.reconstruct_oracle(loaded.tensor, schedule, step, seed)
+    inputs = parse_image_view(image, t, schedule_name, T, seed)
+    loaded, step, seed = inputs.image, inputs.step, inputs.seed
+    rec = oracle.reconstruct_oracle(loaded.tensor, inputs.schedule, step, seed)
     l1_prior_vs_x0 = oracle.l1(rec.prior_mean, loaded.tensor)
     panels = pictures.labelled_strip(
         [to_uint8(rec.x_t), to_uint8(rec.x0_hat), to_uint8(rec.posterior_mean), to_uint8(rec.prior_mean)],
@@ -146,10 +145,9 @@ def _error_canvas(key: tuple[str, int, int], name: str, T: int, seed: int) -> tu
 @friendly_errors
 def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> np.ndarray:
     """The ℓ1 / PSNR-vs-t plot of x_t, oracle x̂₀ and μ̃_{t−1} against x₀, with a marker at t."""
-    schedule = parse_schedule(schedule_name, T)
-    step, seed = parse_step(t, schedule.num_steps), parse_seed(seed)
-    _, key = load_image(image)
-    canvas, curves = _error_canvas(key, schedule.name, schedule.num_steps, seed)
+    inputs = parse_image_view(image, t, schedule_name, T, seed)
+    canvas, curves = _error_canvas(inputs.key, inputs.schedule.name, inputs.schedule.num_steps, inputs.seed)
+    step = inputs.step
     return canvas.with_marker(
         step,
         [[float(curves.l1_xt[step])], [min(float(curves.psnr_xt[step]), curves.psnr_cap_db)]],
