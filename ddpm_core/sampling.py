@@ -141,7 +141,7 @@ def sampling_execution(model: nn.Module, n: int, settings: SamplerSettings) -> E
 
 
 def starting_noise(model: nn.Module, n: int, seed: int | torch.Generator) -> torch.Tensor:
-    """x_T ~ N(0, I) for ``n`` images of the model's shape, drawn on the CPU (the same on every device)."""
+    """x_T ~ N(0, I) (Ho et al. Algorithm 2, line 1) for ``n`` images of the model's shape, drawn on the CPU."""
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(int(seed))
     config = model.config  # type: ignore[attr-defined]
     return torch.randn(n, config.image_channels, config.image_size, config.image_size, generator=generator)
