@@ -2,11 +2,11 @@
 
 Run it from the repository root::
 
-    python -m ddpm_core.bench                                   # the shipped model, 5 repeats, < 10 min
-    python -m ddpm_core.bench --quick                           # a fast look (3 repeats, shorter loops)
-    python -m ddpm_core.bench --train95                         # also train from scratch until 95% (minutes)
-    python -m ddpm_core.bench --checkpoint /tmp/ck_tiny --quick --skip-train --out bench.jsonl
-    python -m ddpm_core.bench --only baseline,default,unet      # a subset (see --help for the names)
+    python -m benchmarks.bench                                  # the shipped model, 5 repeats, < 10 min
+    python -m benchmarks.bench --quick                          # a fast look (3 repeats, shorter loops)
+    python -m benchmarks.bench --train95                        # also train from scratch until 95% (minutes)
+    python -m benchmarks.bench --checkpoint /tmp/ck_tiny --quick --skip-train --out bench.jsonl
+    python -m benchmarks.bench --only baseline,default,unet     # a subset (see --help for the names)
 
 Every line holds ``metric``, ``value``, ``unit``, ``cores`` (os.cpu_count()), ``torch_threads``
 (torch.get_num_threads()), ``cpu_capability`` (torch.backends.cpu.get_cpu_capability()) and ``execution``
@@ -20,7 +20,8 @@ How to read the numbers:
   with like. Times are medians over ``--repeats`` runs; absolute seconds depend on the machine and on
   whatever else it is doing, the ratios much less. Never compare absolute times across machines or runs.
 * ``speedup_vs_baseline`` = baseline median / this median: how many times faster than the course-style
-  sampler (all T steps, autograd on, fp32), measured in the same run. > 1 is faster.
+  sampler (:mod:`ddpm_core.reference_sampler`: all T steps, autograd on, fp32), measured in the same run.
+  > 1 is faster.
 * GFLOP are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add) over one
   guided forward pass, times the number of network evaluations. GFLOP/s divides by the wall time of the
   whole sampler, so it also pays for the sampler's own arithmetic and Python overhead.
@@ -39,23 +40,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib
 import json
 import math
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
 from typing import IO, Any
 
 import numpy as np
@@ -65,18 +61,18 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_core import onnx_network
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
-from ddpm_core.classifier import DEFAULT_CLASSIFIER, DigitClassifier, classify, load_classifier
+from ddpm_core.classifier import DigitClassifier, classify, load_classifier
 from ddpm_core.data import load_bundled
-from ddpm_core.image_io import load_image_info, to_uint8
-from ddpm_core.oracle import error_curves, explore_forward
+from ddpm_core.localhost import free_port, http_ok, stop_process
+from ddpm_core.paths import classifier_dir, shipped_model_dir
+from ddpm_core.reference_sampler import sample_w
 from ddpm_core.runtime import Execution, choose_training, cpu_capability, race
-from ddpm_core.sampling import SamplerSettings, guided_batch, sample, sampling_execution
-from ddpm_core.schedule import NoiseSchedule, make_schedule
+from ddpm_core.sampling import SamplerSettings, guided_batch, sample, sampling_execution, starting_noise
+from ddpm_core.schedule import NoiseSchedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
 from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet, unfused_attention
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = REPO_ROOT / "checkpoints" / "digits-base"
+REPO_ROOT = Path(__file__).resolve().parent.parent  # where `python app.py` runs for the cold-start metric
 GROUPS: tuple[str, ...] = (
     "baseline", "default", "variants", "unet", "ddpm", "train", "train95", "forward", "cold", "rss",
 )  # fmt: skip
@@ -86,10 +82,10 @@ TEN = tuple(range(10))
 TARGET_ACCURACY = 0.95
 
 BASELINE_NOTE = (
-    "baseline = the NVIDIA DLI course's sample_w + reverse_q, rewritten for this model: every one of the T "
-    "steps builds the doubled batch (x twice; labels, then 'no class'), calls the U-Net with autograd on "
-    "(no inference_mode/no_grad around the forward, as in the course), fp32, combines "
-    "eps = w*eps_keep + (1-w)*eps_drop and takes u_t = (x_t - beta_t/sqrt(1-abar_t)*eps)/sqrt(alpha_t), "
+    "baseline = ddpm_core.reference_sampler.sample_w, the NVIDIA DLI course's sample_w + reverse_q rewritten "
+    "for this model: every one of the T steps builds the doubled batch (x twice; labels, then 'no class'), "
+    "calls the U-Net with autograd on (no inference_mode/no_grad around the forward, as in the course), fp32, "
+    "combines eps = w*eps_keep + (1-w)*eps_drop and takes u_t = (x_t - beta_t/sqrt(1-abar_t)*eps)/sqrt(alpha_t), "
     "adding sqrt(beta_t)*z except at t = 0 (the update itself runs under no_grad, as the course's "
     "@torch.no_grad reverse_q does; the course indexes the noise as B[t-1], a one-step shift we do not copy). "
     "Same checkpoint, same starting noise, same w and labels 0..9 as the other metrics; only the final "
@@ -187,66 +183,8 @@ def wilson_lower_bound(successes: int, n: int, z: float = 1.96) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# The course-style baseline sampler
+# Shared helpers: FLOPs
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DliConstants:
-    """The float32 per-step constants the DLI course precomputes for reverse_q (index = code step t)."""
-
-    betas: torch.Tensor  # β_t
-    sqrt_a_inv: torch.Tensor  # 1/√α_t
-    pred_noise_coeff: torch.Tensor  # β_t / √(1 − ᾱ_t)
-
-
-def dli_constants(schedule: NoiseSchedule) -> DliConstants:
-    """The course's reverse-process constants for ``schedule``, in float32 like the course keeps them."""
-    return DliConstants(
-        betas=schedule.betas.float(),
-        sqrt_a_inv=(1.0 / schedule.alphas.sqrt()).float(),
-        pred_noise_coeff=(schedule.betas / schedule.sqrt_one_minus_alphas_cumprod).float(),
-    )
-
-
-@torch.no_grad()
-def reverse_q(consts: DliConstants, x_t: torch.Tensor, t: int, e_t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """One DLI reverse step: u_t = (x_t − β_t/√(1−ᾱ_t)·ε)/√α_t, plus √β_t·z unless t = 0 (eq. 11, σ_t² = β_t)."""
-    u_t = consts.sqrt_a_inv[t] * (x_t - consts.pred_noise_coeff[t] * e_t)
-    if t == 0:
-        return u_t
-    return u_t + consts.betas[t].sqrt() * z
-
-
-def baseline_sample_w(
-    model: nn.Module, schedule: NoiseSchedule, labels: Sequence[int], w: float, noise: torch.Tensor, seed: int = 0
-) -> torch.Tensor:
-    """The course's ``sample_w`` loop over all T steps (autograd on, fp32); returns images clamped to [−1, 1]."""
-    consts = dli_constants(schedule)
-    generator = torch.Generator().manual_seed(seed)
-    c = torch.as_tensor(list(labels), dtype=torch.long)
-    n = len(c)
-    c = torch.cat([c, torch.full_like(c, NULL_LABEL)])  # double the batch: keep context, then drop it
-    model.eval()
-    x_t = noise.float().clone()
-    for i in range(schedule.num_steps - 1, -1, -1):
-        t = torch.full((2 * n,), i / schedule.num_steps)
-        e_t = model(x_t.repeat(2, 1, 1, 1), t, c)
-        e_t = w * e_t[:n] + (1 - w) * e_t[n:]
-        z = torch.randn(x_t.shape, generator=generator)
-        x_t = reverse_q(consts, x_t, i, e_t.float(), z)
-    return x_t.clamp(-1, 1)
-
-
-# ----------------------------------------------------------------------------------------------
-# Shared helpers: noise, FLOPs, accuracy
-# ----------------------------------------------------------------------------------------------
-
-
-def start_noise(model: nn.Module, n: int, seed: int = 0) -> torch.Tensor:
-    """The starting noise x_T for ``n`` images; the same as ``sample`` draws itself for ``seed``."""
-    size, channels = model.config.image_size, model.config.image_channels  # type: ignore[attr-defined]
-    return torch.randn(n, channels, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 def forward_flops(model: nn.Module, batch: int) -> int:
@@ -259,13 +197,6 @@ def forward_flops(model: nn.Module, batch: int) -> int:
     with torch.no_grad(), unfused_attention(), counter:
         model(x, t, labels)
     return int(counter.get_total_flops())
-
-
-def accuracy(classifier: DigitClassifier | None, images: torch.Tensor, labels: Sequence[int]) -> float | None:
-    """Share of ``images`` the classifier reads as ``labels``; None without a classifier."""
-    if classifier is None:
-        return None
-    return classify(classifier, images).accuracy(labels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,20 +230,19 @@ class Bench:
 
     def noise(self) -> torch.Tensor:
         """The shared starting noise for the ten digits."""
-        return start_noise(self.model, len(TEN), self.seed)
+        return starting_noise(self.model, len(TEN), self.seed)
 
     def accuracy_extra(self, images: torch.Tensor, labels: Sequence[int], key: str = "accuracy_ten") -> dict:
         """``{key: accuracy}`` plus a note when there is no classifier."""
-        extra: dict[str, Any] = {key: accuracy(self.classifier, images, labels)}
         if self.classifier is None:
-            extra["accuracy_note"] = self.classifier_note
-        return extra
+            return {key: None, "accuracy_note": self.classifier_note}
+        return {key: classify(self.classifier, images).accuracy(labels)}
 
 
 def load_optional_classifier(path: Path) -> tuple[DigitClassifier | None, str | None]:
     """The classifier at ``path``, or (None, a note saying why accuracy is skipped)."""
     if not (path / "config.json").is_file():
-        return None, f"no classifier at {path}; accuracy skipped (train one: python -m ddpm_core.classifier)"
+        return None, f"no classifier at {path}; accuracy skipped (train one: python -m ddpm_core.cli.train_classifier)"
     try:
         return load_classifier(path), None
     except Exception as exc:  # a broken classifier costs the accuracy figures, not the run
@@ -327,7 +257,7 @@ def default_execution(model: nn.Module) -> Execution:
 def warm_up(model: nn.Module) -> Execution:
     """Choose the default execution, then two untimed fp32 passes with autograd on (the baseline's mode)."""
     execution = default_execution(model)
-    x = start_noise(model, 20)
+    x = starting_noise(model, 20, 0)
     t = torch.full((20,), 0.5)
     labels = torch.arange(20) % (NULL_LABEL + 1)
     model.eval()
@@ -348,7 +278,7 @@ def bench_baseline(bench: Bench) -> None:
     images: list[torch.Tensor] = []
 
     def run() -> None:
-        images.append(baseline_sample_w(bench.model, bench.schedule, TEN, w, noise, bench.seed))
+        images.append(sample_w(bench.model, bench.schedule, TEN, w, noise, bench.seed))
 
     times = time_runs(run, bench.repeats)
     seconds = statistics.median(times)
@@ -500,8 +430,8 @@ def accuracy_over_seeds(bench: Bench, settings: Any, seeds: int) -> dict[str, An
         return {"accuracy_100": None}
     images = [sample(bench.model, bench.schedule, TEN, replace(settings, seed=s)).images for s in range(seeds)]
     labels = list(TEN) * seeds
-    acc = accuracy(bench.classifier, torch.cat(images), labels)
-    correct = round((acc or 0.0) * len(labels))
+    acc = classify(bench.classifier, torch.cat(images)).accuracy(labels)
+    correct = round(acc * len(labels))
     return {
         "accuracy_100": acc,
         "accuracy_100_samples": len(labels),
@@ -677,7 +607,7 @@ class AccuracyWatch:
         """Accuracy of 100 digits (10 per class) sampled at the app's defaults from the current EMA model."""
         labels = [c for c in TEN for _ in range(10)]
         images = sample(p.ema_model, p.schedule, labels, SamplerSettings()).images
-        return float(accuracy(self.classifier, images, labels) or 0.0)
+        return classify(self.classifier, images).accuracy(labels)
 
     def should_stop(self) -> bool:
         return self.reached_s is not None
@@ -721,56 +651,31 @@ def synthetic_rgb(size: int = 512, seed: int = 0) -> np.ndarray:
     return np.clip(base * 220 + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
 
 
-def load_app() -> tuple[ModuleType | None, str | None]:
-    """Import ``app.py`` from the repository root, or (None, why not)."""
-    if not (REPO_ROOT / "app.py").is_file():
-        return None, "app.py is missing"
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    try:
-        return importlib.import_module("app"), None
-    except Exception as exc:  # the app is edited by others; report, do not crash the bench
-        return None, f"importing app.py failed: {type(exc).__name__}: {exc}"
-
-
-def forward_slider_calls(app: ModuleType | None, path: Path) -> Callable[[int], Any]:
-    """The function a move of the t slider runs: the app's ``forward_view`` handler, else the oracle maths alone."""
-    if app is not None:
-        return lambda t: app.forward_view(str(path), t, "linear", 1000, 0)
-    schedule = make_schedule("linear", 1000)
-    x0 = load_image_info(path, max_side=256).tensor  # the app decodes once per file too
-
-    def fallback(t: int) -> Any:
-        view = explore_forward(x0, schedule, t, 0, num_samples=3)
-        return to_uint8(view.samples), to_uint8(view.mean)
-
-    return fallback
-
-
-def error_curve_call(app: ModuleType | None, path: Path) -> Callable[[int], Any]:
-    """The error-vs-t computation for seed ``s`` (a fresh seed defeats the app's cache): handler, else oracle."""
-    if app is not None:
-        return lambda seed: app.error_curve(str(path), 200, "linear", 1000, seed)
-    schedule = make_schedule("linear", 1000)
-    x0 = load_image_info(path, max_side=256).tensor
-    return lambda seed: error_curves(x0, schedule, seed, max_side=64)
-
-
 def bench_forward(bench: Bench) -> None:
-    """Metric 6, ``forward_slider_update_ms`` and ``error_curve_s`` on a synthetic 512×512 RGB image."""
+    """Metric 6, ``forward_slider_update_ms`` and ``error_curve_s``: the app's tab handlers on a 512×512 RGB image.
+
+    The handlers are imported here, not at the top, so that the other metrics need neither gradio nor the UI.
+    """
     from PIL import Image
 
-    app, why = load_app()
-    path_note = "app.forward_view / app.error_curve (server-side handler, no network or browser)"
-    if app is None:
-        path_note = f"{why}: timed ddpm_core.oracle directly, without the app's rendering"
-        bench.notes.append(path_note)
+    from ddpm_ui.forward_tab import forward_view
+    from ddpm_ui.oracle_tab import error_curve
+
+    schedule_name, num_steps, shown_t = "linear", 1000, 200
+    handlers = "ddpm_ui.forward_tab.forward_view / ddpm_ui.oracle_tab.error_curve (server-side, no network or browser)"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "synthetic_512.png"
         Image.fromarray(synthetic_rgb()).save(path)
-        slider = forward_slider_calls(app, path)
-        first = time_runs(lambda: slider(200), 1)[0]
-        steps = [int(s) for s in np.linspace(0, 999, 10 if bench.quick else max(20, 4 * bench.repeats))]
+        image = str(path)
+
+        def slider(t: int) -> Any:
+            return forward_view(image, t, schedule_name, num_steps, 0)
+
+        def curve(seed: int) -> Any:
+            return error_curve(image, shown_t, schedule_name, num_steps, seed)
+
+        first = time_runs(lambda: slider(shown_t), 1)[0]
+        steps = [int(s) for s in np.linspace(0, num_steps - 1, 10 if bench.quick else max(20, 4 * bench.repeats))]
         times = [time_runs(lambda s=s: slider(s), 1)[0] for s in steps]
         bench.emitter.emit(
             "forward_slider_update_ms",
@@ -779,19 +684,18 @@ def bench_forward(bench: Bench) -> None:
             first_call_ms=first * 1e3,
             max_ms=max(times) * 1e3,
             calls=len(times),
-            image="synthetic 512x512 RGB PNG (the app shrinks uploads to 256 px)",
-            schedule="linear, T=1000",
-            path=path_note,
+            image="synthetic 512x512 RGB PNG (the handler shrinks it as it does any upload)",
+            schedule=f"{schedule_name}, T={num_steps}",
+            path=handlers,
         )
-        curve = error_curve_call(app, path)
         curve_times = [time_runs(lambda s=s: curve(s), 1)[0] for s in range(1, bench.repeats + 1)]
         bench.emitter.emit(
             "error_curve_s",
             statistics.median(curve_times),
             "s",
             runs_s=curve_times,
-            schedule="linear, T=1000",
-            path=path_note,
+            schedule=f"{schedule_name}, T={num_steps}",
+            path=handlers,
             note="a new seed per run, so the app's per-image cache never answers",
         )
 
@@ -799,23 +703,6 @@ def bench_forward(bench: Bench) -> None:
 # ----------------------------------------------------------------------------------------------
 # Metrics 7 and 8: subprocesses
 # ----------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    """True if a GET of ``url`` (bypassing any proxy) answers 200."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
 
 
 def cold_start_once(timeout_s: float = 60.0) -> tuple[float | None, str | None]:
@@ -832,29 +719,17 @@ def cold_start_once(timeout_s: float = 60.0) -> tuple[float | None, str | None]:
             stderr=subprocess.STDOUT,
         )
         try:
-            while time.perf_counter() - start < timeout_s:
+            while time.perf_counter() - start < timeout_s and proc.poll() is None:
                 if http_ok(f"http://127.0.0.1:{port}/"):
                     return time.perf_counter() - start, None
-                if proc.poll() is not None:
-                    break
                 time.sleep(0.2)
+            exit_code = proc.poll()  # None: still running, it never answered
         finally:
             stop_process(proc)
         log.seek(0)
         tail = log.read()[-400:].strip()
-    status = "exited" if proc.returncode not in (None, -15) else f"no answer within {timeout_s:.0f} s"
+    status = f"no answer within {timeout_s:.0f} s" if exit_code is None else f"exited with code {exit_code}"
     return None, f"app {status}; last output: {tail}"
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    """Terminate ``proc`` (and kill it if it has not exited after 10 s)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 def bench_cold_start(bench: Bench) -> None:
@@ -951,11 +826,11 @@ def bench_rss(bench: Bench) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m ddpm_core.bench", description="CPU benchmarks of the DDPM Playground, as JSON lines."
+        prog="python -m benchmarks.bench", description="CPU benchmarks of the DDPM Playground, as JSON lines."
     )
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="digit model folder")
+    p.add_argument("--checkpoint", default=str(shipped_model_dir()), help="digit model folder")
     p.add_argument(
-        "--classifier", default=str(DEFAULT_CLASSIFIER), help="classifier folder (accuracy is skipped if missing)"
+        "--classifier", default=str(classifier_dir()), help="classifier folder (accuracy is skipped if missing)"
     )
     p.add_argument("--repeats", type=int, default=5, help="runs per timing; medians are reported (default 5)")
     p.add_argument("--quick", action="store_true", help="3 repeats, shorter loops, no time-to-95%% training")

@@ -2,6 +2,7 @@
 
 ``app_server`` launches ``app.demo`` on 127.0.0.1 at a free port (the same launch options as
 ``python app.py``) and closes it after the last test; ``gradio_client`` is a client connected to it.
+``one_torch_thread`` runs a module's tests on one torch thread (``pytest.mark.usefixtures`` in that module).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported anywhere
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,12 +23,18 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `app` lives at the repository root; plain `pytest` does not add it
     sys.path.insert(0, str(ROOT))
 
+from ddpm_core.localhost import free_port  # noqa: E402  (needs the path fix above)
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread for a module: on a busy 2-core machine two threads can run many times slower, not faster."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -1,39 +1,27 @@
-"""Smoke tests of ddpm_core.bench: its functions and its JSON lines, never its timings."""
+"""Smoke tests of benchmarks.bench: its functions and its JSON lines, never its timings."""
 
 from __future__ import annotations
 
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
-from ddpm_core import bench
+from benchmarks import bench
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, save_classifier
 from ddpm_core.data import load_bundled
-from ddpm_core.diffusion import ddpm_step, predict_eps
 from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings
-from ddpm_core.schedule import ScheduleConfig, make_schedule
+from ddpm_core.schedule import ScheduleConfig
 from ddpm_core.training import TrainConfig, TrainProgress, train
-from ddpm_core.unet import UNetConfig
 
 T = 50
 REQUIRED_KEYS = {"metric", "value", "unit", "cores", "torch_threads", "cpu_capability", "execution"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy 2-core machine two threads can run many times slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -50,53 +38,6 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def loaded(tiny_checkpoint: Path) -> LoadedModel:
     return load_checkpoint(tiny_checkpoint)
-
-
-class OracleModel(nn.Module):
-    """Returns the exact ε that links x_t to one fixed x_0, whatever the label: a perfect ε-model."""
-
-    def __init__(self, x0: torch.Tensor, num_steps: int) -> None:
-        super().__init__()
-        self.x0 = x0
-        self.schedule = make_schedule("cosine", num_steps)
-        self.anchor = nn.Parameter(torch.zeros(1))
-        self.config = UNetConfig(image_size=x0.shape[-1])
-
-    def forward(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        t = (t_in * self.schedule.num_steps).round().long()
-        return predict_eps(self.schedule, x, t, self.x0.expand_as(x))
-
-
-def test_baseline_sampler_shape_range_and_seed(loaded: LoadedModel) -> None:
-    noise = bench.start_noise(loaded.model, 10)
-    images = bench.baseline_sample_w(loaded.model, loaded.schedule, range(10), 3.0, noise, seed=0)
-    assert images.shape == (10, 1, 28, 28)
-    assert images.dtype == torch.float32
-    assert bool(torch.isfinite(images).all())
-    assert images.min() >= -1 and images.max() <= 1
-    first, again, other = (
-        bench.baseline_sample_w(loaded.model, loaded.schedule, range(2), 3.0, noise[:2], seed=s) for s in (0, 0, 1)
-    )
-    torch.testing.assert_close(first, again)
-    assert not torch.equal(first, other)
-
-
-def test_baseline_with_an_oracle_model_lands_on_x0() -> None:
-    x0 = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 1.8 - 0.9
-    model = OracleModel(x0, T)
-    noise = torch.randn(10, 1, 28, 28, generator=torch.Generator().manual_seed(4))
-    images = bench.baseline_sample_w(model, model.schedule, range(10), 3.0, noise)
-    torch.testing.assert_close(images, x0.expand_as(images), atol=1e-4, rtol=0)
-
-
-@pytest.mark.parametrize("t", [0, 1, 20, 40])
-def test_reverse_q_is_algorithm_2_with_beta_variance(t: int) -> None:
-    schedule = make_schedule("cosine", T)
-    g = torch.Generator().manual_seed(t)
-    x, eps, z = (torch.randn(4, 1, 28, 28, generator=g, dtype=torch.float64) for _ in range(3))
-    expected = ddpm_step(schedule, x, t, eps, variance="beta", clip_x0=False, noise=z).sample
-    got = bench.reverse_q(bench.dli_constants(schedule), x, t, eps, z)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_flops_are_positive_linear_in_batch_and_include_attention(loaded: LoadedModel) -> None:
@@ -195,6 +136,21 @@ def test_a_failing_metric_becomes_an_error_line_and_the_rest_run(
     assert "accuracy skipped" in default["accuracy_note"]
     assert default["speedup_vs_baseline"] is None  # no baseline in this run
     assert any("unet failed" in note for note in lines[-1]["notes"])
+
+
+def test_forward_group_times_the_apps_tab_handlers(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["--checkpoint", str(tiny_checkpoint), "--classifier", str(tmp_path / "none"), "--repeats", "1"]
+    assert bench.main([*argv, "--threads", "1", "--quick", "--only", "forward"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    names = ["baseline_note", "forward_slider_update_ms", "error_curve_s", "summary"]
+    assert [line["metric"] for line in lines] == names  # no "error" line: the handlers imported and ran
+    slider, curve = lines[1], lines[2]
+    assert slider["value"] > 0 and slider["calls"] == 10 and slider["first_call_ms"] > 0
+    assert "ddpm_ui.forward_tab.forward_view" in slider["path"]
+    assert curve["value"] > 0 and len(curve["runs_s"]) == 1
+    assert "ddpm_ui.oracle_tab.error_curve" in curve["path"]
 
 
 def test_main_refuses_a_missing_checkpoint(tmp_path: Path) -> None:

@@ -572,7 +572,7 @@ def test_a_crash_in_the_save_after_a_crash_keeps_a_checkpoint(tmp_path: Path, mo
 
     # The next save (after resuming from the fallback) dies at its first rename: whatever it removed by then is
     # gone, as after a SIGKILL.
-    monkeypatch.setattr(ck.os, "replace", die)
+    monkeypatch.setattr(os, "replace", die)  # os.replace, as ddpm_core.files calls it
     with pytest.raises(Killed):
         ck.save_checkpoint(folder, _tiny_model(1), schedule, {"name": "second"})
     monkeypatch.undo()

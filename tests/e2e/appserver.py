@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +20,12 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # run by hand (python tests/e2e/appserver.py), ddpm_core is not on the path
+    sys.path.insert(0, str(ROOT))
+
+from ddpm_core.localhost import free_port, http_ok, stop_process  # noqa: E402  (needs the path fix above)
+
 START_TIMEOUT_S = 180.0  # importing torch and gradio on a busy 2-core machine can take a while
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -65,23 +61,10 @@ def _wait_until_up(app: AppProcess, timeout: float) -> None:
     while time.monotonic() < deadline:
         if not app.alive():
             raise RuntimeError(f"python app.py exited with code {app.process.returncode}:\n{app.log_tail()}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(app.url, timeout=5).status_code == 200:
-                return
+        if http_ok(app.url, timeout=5):
+            return
         time.sleep(0.5)
     raise RuntimeError(f"python app.py did not answer on {app.url} within {timeout:.0f} s:\n{app.log_tail()}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Ctrl-C first (Gradio's normal way out), then SIGKILL if it lingers."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=15)
 
 
 @contextlib.contextmanager
@@ -115,7 +98,7 @@ def running_app(home: Path, *, extra_env: dict[str, str] | None = None) -> Itera
         _wait_until_up(app, START_TIMEOUT_S)
         yield app
     finally:
-        _stop(process)
+        stop_process(process)
 
 
 if __name__ == "__main__":  # handy by hand: python tests/e2e/appserver.py /tmp/somewhere
