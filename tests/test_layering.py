@@ -82,7 +82,6 @@ def test_only_app_and_the_ui_package_import_gradio() -> None:
 
 
 def test_only_the_paths_module_knows_where_the_core_sits_on_disk() -> None:
-    knowing = sorted(
-        str(p.relative_to(ROOT)) for p in CORE.rglob("*.py") if "Path(__file__" in p.read_text() and p.name != "paths.py"
-    )
+    modules = [p for p in CORE.rglob("*.py") if p.name != "paths.py"]
+    knowing = sorted(str(p.relative_to(ROOT)) for p in modules if "Path(__file__" in p.read_text())
     assert knowing == []
