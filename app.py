@@ -20,13 +20,14 @@ from typing import Any
 import gradio as gr
 
 from ddpm_core.runtime import default_precision, default_runtime
-from ddpm_ui import forward_tab, oracle_tab, sample_tab, train_tab
+from ddpm_ui import forward_tab, image_cache, oracle_tab, sample_tab, train_tab
 from ddpm_ui.common import MAX_FILE_SIZE
 from ddpm_ui.state import warm_up
 
 
 def build_demo() -> gr.Blocks:
     """The whole app: one gr.Tabs, each tab built and wired by its own module."""
+    image_cache.install()  # identical pictures for two users at once must not race in Gradio's cache
     with gr.Blocks(title="DDPM Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
         with gr.Tabs():

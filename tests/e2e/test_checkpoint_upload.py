@@ -74,6 +74,12 @@ def test_load_a_bad_then_a_good_checkpoint_and_sample_from_it(
         page.locator("#sample-go").click()
         expect(page.locator("#sample-summary")).to_contain_text("10 digits")
         expect(page.locator("#sample-sheet img")).to_be_visible()
+
+        # The model-vs-oracle t slider spans this model's schedule (T = 50), not the shipped one's.
+        open_tab(page, "Oracle reconstruction")
+        slider = page.locator("#mvo-t")
+        expect(slider).to_contain_text("T = 50")
+        expect(slider.locator("input[type=range]")).to_have_attribute("max", "49")
     finally:
         context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
