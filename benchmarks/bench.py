@@ -323,6 +323,22 @@ def time_sampler(bench: Bench, settings: SamplerSettings, repeats: int) -> Sampl
     return SamplerTiming(times, statistics.median(times), results[-1], gflop)
 
 
+def emit_sampler_timing(bench: Bench, metric: str, timing: SamplerTiming, **extra: Any) -> None:
+    """One line for a timed sampler: median, runs, speed-up over the baseline, passes, GFLOP, how it ran."""
+    bench.emitter.emit(
+        metric,
+        timing.seconds,
+        "s",
+        runs_s=timing.times,
+        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), timing.seconds),
+        network_evaluations=timing.result.network_evaluations,
+        gflop_per_run=timing.gflop,
+        gflop_per_s=timing.gflop / timing.seconds,
+        ran_as=timing.result.execution.name,
+        **extra,
+    )
+
+
 def bench_default(bench: Bench) -> None:
     """Metric 2, ``ten_digits_default_s``: the app's default sampler; time, speed-up, GFLOP, accuracy."""
     settings = SamplerSettings()
@@ -330,20 +346,12 @@ def bench_default(bench: Bench) -> None:
     extra = bench.accuracy_extra(timing.result.images, TEN)
     extra.update(accuracy_over_seeds(bench, settings, seeds=10))
     bench.results["default_s"] = timing.seconds
-    bench.emitter.emit(
-        "ten_digits_default_s",
-        timing.seconds,
-        "s",
-        runs_s=timing.times,
-        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), timing.seconds),
+    emit_sampler_timing(
+        bench, "ten_digits_default_s", timing,
         settings={
             "sampler": settings.sampler, "steps": settings.steps, "spacing": settings.spacing, "w": settings.w,
             "precision": settings.precision, "runtime": settings.runtime,
         },
-        ran_as=timing.result.execution.name,
-        network_evaluations=timing.result.network_evaluations,
-        gflop_per_run=timing.gflop,
-        gflop_per_s=timing.gflop / timing.seconds,
         **extra,
     )  # fmt: skip
 
@@ -443,19 +451,11 @@ def bench_ddpm(bench: Bench) -> None:
     """Metric 4, ``ddpm_full_T_ten_digits_s``: the library's ancestral sampler over all T steps (auto, inference)."""
     timing = time_sampler(bench, SamplerSettings(sampler="ddpm"), min(bench.repeats, 3))
     bench.results["ddpm_s"] = timing.seconds
-    bench.emitter.emit(
-        "ddpm_full_T_ten_digits_s",
-        timing.seconds,
-        "s",
-        runs_s=timing.times,
-        speedup_vs_baseline=ratio(bench.results.get("baseline_s"), timing.seconds),
-        network_evaluations=timing.result.network_evaluations,
-        gflop_per_run=timing.gflop,
-        gflop_per_s=timing.gflop / timing.seconds,
-        ran_as=timing.result.execution.name,
+    emit_sampler_timing(
+        bench, "ddpm_full_T_ten_digits_s", timing,
         note="same T steps as the baseline: the ratio is what inference_mode + the auto runtime + the library step buy",
         **bench.accuracy_extra(timing.result.images, TEN),
-    )
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------
