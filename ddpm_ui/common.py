@@ -241,14 +241,18 @@ def image_controls(prefix: str) -> tuple[gr.Image, gr.Slider, gr.Radio, gr.Radio
     return image, step, schedule, T, seed, new_noise
 
 
+def step_slider_update(T: int, t: Any, fallback: int = 0, **changes: Any) -> dict:
+    """A t slider spanning 0 … T−1, keeping ``t`` (clamped into range) or ``fallback`` if ``t`` is no number."""
+    try:
+        step = int(float(t))
+    except (TypeError, ValueError):
+        step = fallback
+    return gr.update(maximum=T - 1, value=min(max(0, step), T - 1), **changes)
+
+
 def retarget_step(T: Any, t: Any) -> dict:
     """Keep the t slider inside 0 … T−1 when T changes."""
-    T = parse_T(T)
-    try:
-        step = min(int(float(t)), T - 1)
-    except (TypeError, ValueError):
-        step = 0
-    return gr.update(maximum=T - 1, value=max(0, step))
+    return step_slider_update(parse_T(T), t)
 
 
 def image_notes(loaded: LoadedImage) -> str:

@@ -37,6 +37,7 @@ from ddpm_ui.common import (
     parse_seed,
     retarget_step,
     seed_box,
+    step_slider_update,
     sub,
 )
 
@@ -245,11 +246,7 @@ def model_loss_curve() -> np.ndarray:
 def _model_step_slider(t: Any) -> dict:
     """The model's t slider spans the live model's own schedule (0 … T−1), whatever checkpoint is live."""
     T = state.live().schedule.num_steps
-    try:
-        step = min(int(float(t)), T - 1)
-    except (TypeError, ValueError):
-        step = min(MODEL_DEFAULT_STEP, T - 1)
-    return gr.update(maximum=T - 1, value=max(0, step), label=f"step t (model's schedule, T = {T})")
+    return step_slider_update(T, t, fallback=MODEL_DEFAULT_STEP, label=f"step t (model's schedule, T = {T})")
 
 
 # ----------------------------------------------------------------------------------------------
