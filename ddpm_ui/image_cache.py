@@ -30,7 +30,7 @@ def save_pil_to_cache(img: Image.Image, cache_dir: str, name: str = "image", for
         with contextlib.suppress(OSError):
             os.utime(path)
     else:
-        write_file_atomically(path, lambda tmp: tmp.write_bytes(data))
+        write_file_atomically(path, lambda tmp: tmp.write_bytes(data), durable=False)  # a cache: no fsync
     return str(path)
 
 

@@ -26,6 +26,16 @@ def test_write_file_atomically_replaces_whole_or_not_at_all(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]  # no temporary file left behind
 
 
+def test_only_durable_writes_pay_for_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(files.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    files.write_file_atomically(tmp_path / "cache.png", lambda tmp: tmp.write_bytes(b"png"), durable=False)
+    assert synced == [] and (tmp_path / "cache.png").read_bytes() == b"png"
+    files.write_file_atomically(tmp_path / "config.json", lambda tmp: tmp.write_text("{}"))
+    assert len(synced) == 2  # the file, then the folder holding the rename
+
+
 def test_write_folder_atomically_swaps_in_a_complete_folder(tmp_path: Path) -> None:
     folder = tmp_path / "model"
     files.write_folder_atomically(folder, lambda f: (f / "a.txt").write_text("1"))
