@@ -17,6 +17,7 @@ import torch
 
 from ddpm_core import pictures
 from ddpm_core.classifier import classify, diversity
+from ddpm_core.data import to_model_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.sampling import (
     BackgroundSampling,
@@ -82,13 +83,16 @@ def _classes_as_columns(n: int, per_class: int) -> np.ndarray:
     return np.arange(n).reshape(n // per_class, per_class).T.reshape(-1)
 
 
-def _verdict_sheet(images: torch.Tensor, labels: np.ndarray, ncol: int) -> tuple[np.ndarray, float]:
-    """The digits with the classifier's reading under each (green: as asked, red: not), and the accuracy."""
-    verdict = classify(state.classifier(), images)
+def _verdict_sheet(images: np.ndarray, labels: np.ndarray, ncol: int) -> tuple[np.ndarray, float]:
+    """The uint8 digits with the classifier's reading under each (green: as asked, red: not), and the accuracy.
+
+    The classifier reads the digits as saved (uint8), so the verdict is the one a download would get.
+    """
+    verdict = classify(state.classifier(), to_model_range(images))
     ok = verdict.correct(labels)
     captions = [f"{p} · {100 * c:.0f}%" for p, c in zip(verdict.predicted, verdict.confidence, strict=True)]
     colors = [OK_COLOR if good else BAD_COLOR for good in ok]
-    sheet = pictures.captioned_grid(to_uint8(images), captions, colors, ncol=ncol, scale=GRID_SCALE)
+    sheet = pictures.captioned_grid(images, captions, colors, ncol=ncol, scale=GRID_SCALE)
     return sheet, float(ok.mean())
 
 
@@ -129,7 +133,7 @@ def sample_digits(
     if result is None:
         return
     images, labels_np = to_uint8(result.images), result.labels.numpy()
-    sheet, accuracy = _verdict_sheet(result.images[order], labels_np[order], columns)
+    sheet, accuracy = _verdict_sheet(images[order], labels_np[order], columns)
     folder = request_folder("samples")
     stem = f"digits-w{settings.w:g}-{settings.sampler}-seed{settings.seed}"
     png = pictures.save_png(sheet, folder / f"{stem}.png")
