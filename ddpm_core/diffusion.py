@@ -80,6 +80,29 @@ def predict_eps(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | in
     return (x_t - q_mean(schedule, x0, t)) / std
 
 
+def v_target(schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor | int, eps: torch.Tensor) -> torch.Tensor:
+    """v = √ᾱ_t ε − √(1−ᾱ_t) x_0, the "velocity" a v-prediction model learns (Salimans & Ho 2022, §4)."""
+    sqrt_ab = schedule.at(schedule.sqrt_alphas_cumprod, t, x0)
+    return sqrt_ab * eps - schedule.at(schedule.sqrt_one_minus_alphas_cumprod, t, x0) * x0
+
+
+def eps_from_v(schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | int, v: torch.Tensor) -> torch.Tensor:
+    """ε = √ᾱ_t v + √(1−ᾱ_t) x_t, a predicted velocity turned back into noise (Salimans & Ho 2022, §4)."""
+    sqrt_ab = schedule.at(schedule.sqrt_alphas_cumprod, t, x_t)
+    return sqrt_ab * v + schedule.at(schedule.sqrt_one_minus_alphas_cumprod, t, x_t) * x_t
+
+
+def eps_from_output(
+    schedule: NoiseSchedule, x_t: torch.Tensor, t: torch.Tensor | int, output: torch.Tensor, prediction: str
+) -> torch.Tensor:
+    """The ε a network means by ``output``: itself for an ε-model, :func:`eps_from_v` for a v-model."""
+    if prediction == "eps":
+        return output
+    if prediction == "v":
+        return eps_from_v(schedule, x_t, t, output)
+    raise ValueError(f"unknown prediction {prediction!r}; a network predicts 'eps' or 'v'")
+
+
 def q_posterior(
     schedule: NoiseSchedule, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor | int
 ) -> tuple[torch.Tensor, torch.Tensor]:

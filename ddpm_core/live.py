@@ -7,8 +7,9 @@ Both are shared by every user of a running app, so both are thread-safe:
   disturbs the model other users are sampling from.
 * :class:`TrainingJob` runs at most one training run in a background thread. It trains a private
   copy (the live model is never touched), saves checkpoints atomically into its own run folder,
-  records the loss curve and a preview grid (one digit per class, sampled from the EMA weights every
-  few seconds), and stops within one training step of :meth:`TrainingJob.stop`.
+  records the loss curve and a preview grid (ten digits per class, sampled from the EMA weights at the
+  app's default sampler every few seconds) with the classifier's guided accuracy on it, and stops within
+  one training step of :meth:`TrainingJob.stop`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
+from ddpm_core.classifier import DigitClassifier, classify
 from ddpm_core.data import DigitData
 from ddpm_core.image_io import to_uint8
 from ddpm_core.paths import runs_dir, shipped_model_dir
@@ -74,7 +76,9 @@ class JobStatus:
     eta_s: float = 0.0
     steps_seen: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
-    preview: np.ndarray | None = None  # uint8 [10, 28, 28], one digit per class
+    preview: np.ndarray | None = None  # uint8 [100, 28, 28], ten rows of the classes 0…9
+    accuracy_steps: list[int] = field(default_factory=list)
+    accuracies: list[float] = field(default_factory=list)  # the classifier's verdict on each preview
     checkpoint: Path | None = None
     stopped_early: bool = False
     error: str | None = None
@@ -82,11 +86,20 @@ class JobStatus:
     execution: str = ""  # how the network trains here (precision, timings, CPU capability)
 
 
-class TrainingJob:
-    """One background training run at a time for the whole app."""
+PREVIEW_PER_CLASS = 10
+PREVIEW_SHARE = 0.1  # previews may take at most about this share of the run's time
 
-    def __init__(self, preview_every_s: float = 5.0) -> None:
+
+class TrainingJob:
+    """One background training run at a time for the whole app.
+
+    ``classifier`` (called whenever a preview is judged; the app passes its cached one) reads the previews;
+    without one the job shows the pictures and reports no accuracy.
+    """
+
+    def __init__(self, preview_every_s: float = 5.0, classifier: Callable[[], DigitClassifier] | None = None) -> None:
         self.preview_every_s = preview_every_s
+        self._classifier = classifier
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -96,7 +109,13 @@ class TrainingJob:
         """A copy of the current status (safe to read while training runs)."""
         with self._lock:
             s = self._status
-            return replace(s, steps_seen=list(s.steps_seen), losses=list(s.losses))
+            return replace(
+                s,
+                steps_seen=list(s.steps_seen),
+                losses=list(s.losses),
+                accuracy_steps=list(s.accuracy_steps),
+                accuracies=list(s.accuracies),
+            )
 
     @property
     def running(self) -> bool:
@@ -131,20 +150,26 @@ class TrainingJob:
             thread.join(timeout)
         return not self.running
 
-    def _preview(self, p: TrainProgress) -> np.ndarray:
+    def _preview(self, p: TrainProgress) -> tuple[np.ndarray, float | None]:
+        """Ten digits per class from the EMA weights at the app's default sampler, and the classifier's accuracy."""
+        labels = list(range(10)) * PREVIEW_PER_CLASS
         # PyTorch, not ONNX Runtime: the EMA weights change between previews, and each change means a new export
-        result = sample(p.ema_model, p.schedule, list(range(10)), SamplerSettings(seed=0, runtime="torch"))
-        return to_uint8(result.images)
+        result = sample(p.ema_model, p.schedule, labels, SamplerSettings(seed=0, runtime="torch"))
+        accuracy = None
+        if self._classifier is not None:
+            accuracy = classify(self._classifier(), result.images).accuracy(labels)
+        return to_uint8(result.images), accuracy
 
     def _run(self, config: TrainConfig, data: DigitData, resume: LoadedModel | None, out_dir: Path) -> None:
-        last_preview = [0.0]
+        next_preview = [0.0]
 
         def on_progress(p: TrainProgress) -> None:
-            preview = None
+            preview, accuracy = None, None
             now = time.perf_counter()
-            if p.done or now - last_preview[0] >= self.preview_every_s:
-                preview = self._preview(p)
-                last_preview[0] = time.perf_counter()
+            if p.done or now >= next_preview[0]:
+                preview, accuracy = self._preview(p)
+                cost = time.perf_counter() - now  # keep previews to about PREVIEW_SHARE of the run
+                next_preview[0] = time.perf_counter() + max(self.preview_every_s, cost / PREVIEW_SHARE)
             with self._lock:
                 s = self._status
                 s.step, s.fraction, s.elapsed_s, s.eta_s = p.step, p.fraction, p.elapsed_s, p.eta_s
@@ -153,6 +178,9 @@ class TrainingJob:
                 s.losses.append(p.loss)
                 if preview is not None:
                     s.preview = preview
+                if accuracy is not None:
+                    s.accuracy_steps.append(p.step)
+                    s.accuracies.append(accuracy)
 
         try:
             result = train(

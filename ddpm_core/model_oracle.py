@@ -2,7 +2,8 @@
 
 For a real digit x_0 and a step t we draw ε, form x_t (eq. 4), and compare the model's ε_θ(x_t, t, c)
 with the true ε, and its x̂_0 (eq. 15) with the oracle's (which is x_0 itself). Averaged over held-out
-digits, the ε-error at each t is the training objective L_simple (eq. 14) as a function of t.
+digits, the ε-error at each t is the training objective L_simple (eq. 14) as a function of t. A v-model's
+output is turned into ε first (Salimans & Ho 2022), so both kinds are measured on the same scale.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ddpm_core.diffusion import predict_x0, q_sample
+from ddpm_core.diffusion import eps_from_output, predict_x0, q_sample
 from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime, network
 from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.unet import NULL_LABEL, ContextUNet
+from ddpm_core.unet import NULL_LABEL, ContextUNet, prediction_of
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ def compare_with_oracle(
     x_t, eps = q_sample(schedule, x0, t, generator=torch.Generator().manual_seed(seed))
     labels = torch.tensor([label if conditional else NULL_LABEL])
     execution = choose_inference(model, 1, precision or default_precision(), runtime or default_runtime())
-    eps_model = network(model, execution)(x_t, torch.tensor([t / schedule.num_steps]), labels)
+    output = network(model, execution)(x_t, torch.tensor([t / schedule.num_steps]), labels)
+    eps_model = eps_from_output(schedule, x_t, t, output, prediction_of(model))
     x0_model = predict_x0(schedule, x_t, t, eps_model)
     return ModelVsOracle(
         t=t,
@@ -82,6 +84,7 @@ def loss_by_t(
     batch = min(batch_size, len(labels))
     execution = choose_inference(model, batch, precision or default_precision(), runtime or default_runtime())
     net = network(model, execution)
+    prediction = prediction_of(model)
     ts = np.unique(np.linspace(0, schedule.num_steps - 1, num_t).round().astype(int))
     losses = []
     for t in ts:
@@ -89,6 +92,7 @@ def loss_by_t(
         for xb, yb in zip(x0.split(batch_size), labels.split(batch_size), strict=True):
             x_t, eps = q_sample(schedule, xb, int(t), generator=generator)
             t_in = torch.full((len(yb),), float(t) / schedule.num_steps)
-            total += float(((net(x_t, t_in, yb) - eps) ** 2).mean(dim=(1, 2, 3)).sum())
+            eps_model = eps_from_output(schedule, x_t, int(t), net(x_t, t_in, yb), prediction)
+            total += float(((eps_model - eps) ** 2).mean(dim=(1, 2, 3)).sum())
         losses.append(total / len(labels))
     return ts, np.array(losses), execution

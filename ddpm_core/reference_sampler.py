@@ -5,7 +5,7 @@ is measured against (the benchmark's baseline) and checked with (the tests):
 
 * every one of the T steps builds the doubled batch (x twice; the labels, then "no class") and calls the
   U-Net with autograd on, in float32, as the course does;
-* the guided noise is ε̃ = w·ε_keep + (1 − w)·ε_drop;
+* the guided noise is ε̃ = w·ε_keep + (1 − w)·ε_drop (a v-model's outputs are mixed, then turned into ε);
 * the update is Algorithm 2 of Ho et al. (eq. 11, σ_t² = β_t) with the course's precomputed constants:
   u_t = (x_t − β_t/√(1 − ᾱ_t)·ε̃)/√α_t, plus √β_t·z except at t = 0.
 
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ddpm_core.diffusion import eps_from_output
 from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.unet import NULL_LABEL
+from ddpm_core.unet import NULL_LABEL, prediction_of
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def sample_w(
     x_t = noise.float().clone()
     for i in range(schedule.num_steps - 1, -1, -1):
         t = torch.full((2 * n,), i / schedule.num_steps)
-        e_t = model(x_t.repeat(2, 1, 1, 1), t, c)
-        e_t = w * e_t[:n] + (1 - w) * e_t[n:]
+        out = model(x_t.repeat(2, 1, 1, 1), t, c)
+        e_t = eps_from_output(schedule, x_t, i, w * out[:n] + (1 - w) * out[n:], prediction_of(model))
         z = torch.randn(x_t.shape, generator=generator)
         x_t = reverse_q(consts, x_t, i, e_t.float(), z)
     return x_t.clamp(-1, 1)

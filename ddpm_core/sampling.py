@@ -36,10 +36,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ddpm_core.diffusion import ddim_step, ddpm_step, dpm_solver_pp_step, predict_x0
+from ddpm_core.diffusion import ddim_step, ddpm_step, dpm_solver_pp_step, eps_from_output, predict_x0
 from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime, network
 from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.unet import NULL_LABEL, NUM_CLASSES
+from ddpm_core.unet import NULL_LABEL, NUM_CLASSES, prediction_of
 
 SamplerName = Literal["ddpm", "ddim", "dpmpp"]
 SAMPLERS: tuple[str, ...] = ("dpmpp", "ddim", "ddpm")
@@ -121,18 +121,30 @@ def guided_batch(n: int, w: float) -> int:
 
 
 def guided_eps(
-    net: Callable[..., torch.Tensor], x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, w: float, num_steps: int
+    net: Callable[..., torch.Tensor],
+    x: torch.Tensor,
+    t: torch.Tensor,
+    labels: torch.Tensor,
+    w: float,
+    schedule: NoiseSchedule,
+    prediction: str = "eps",
 ) -> torch.Tensor:
-    """ε̃ = w·ε(x, c) + (1 − w)·ε(x, ∅), with ε_c and ε_∅ from one batched pass of ``net`` (a model or runtime)."""
-    t_in = t.float() / num_steps
-    if w == 1.0:  # plain conditional: the unconditional half has weight 0
-        return net(x, t_in, labels).float()
+    """ε̃ = w·ε(x, c) + (1 − w)·ε(x, ∅), with ε_c and ε_∅ from one batched pass of ``net`` (a model or runtime).
+
+    A v-model's two outputs are mixed the same way and then turned into ε: the map from v to ε is affine
+    and the weights sum to one, so mixing before or after gives the same ε̃.
+    """
+    t_in = t.float() / schedule.num_steps
     null = torch.full_like(labels, NULL_LABEL)
-    if w == 0.0:  # unconditional
-        return net(x, t_in, null).float()
-    eps = net(torch.cat([x, x]), torch.cat([t_in, t_in]), torch.cat([labels, null])).float()
-    eps_cond, eps_uncond = eps.chunk(2)
-    return w * eps_cond + (1.0 - w) * eps_uncond
+    if w == 1.0:  # plain conditional: the unconditional half has weight 0
+        out = net(x, t_in, labels).float()
+    elif w == 0.0:  # unconditional
+        out = net(x, t_in, null).float()
+    else:
+        both = net(torch.cat([x, x]), torch.cat([t_in, t_in]), torch.cat([labels, null])).float()
+        out_cond, out_uncond = both.chunk(2)
+        out = w * out_cond + (1.0 - w) * out_uncond
+    return eps_from_output(schedule, x, t, out, prediction)
 
 
 def sampling_execution(model: nn.Module, n: int, settings: SamplerSettings) -> Execution:
@@ -219,6 +231,7 @@ def sample(
     was_training = model.training
     model.eval()
     net = network(model, execution)
+    prediction = prediction_of(model)
     start = time.perf_counter()
     evals = 0
     prev_x0: torch.Tensor | None = None
@@ -228,7 +241,7 @@ def sample(
             for i, t in enumerate(ts):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else -1
                 t_batch = torch.full((len(labels),), t, dtype=torch.long, device=device)
-                eps = guided_eps(net, x, t_batch, labels, settings.w, schedule.num_steps)
+                eps = guided_eps(net, x, t_batch, labels, settings.w, schedule, prediction)
                 evals += 1
                 z = torch.randn(x.shape, generator=generator).to(device)
                 if settings.sampler == "ddpm":

@@ -8,7 +8,9 @@ block by scale and shift (FiLM) instead of a single multiply-add, one self-atten
 dropout in training and for the unconditional half of classifier-free guidance.
 
 The network knows nothing of noise schedules: it takes x_t, the step as a number in [0, 1] (t / T) and
-the class labels, where ``NULL_LABEL`` means "no class".
+the class labels, where ``NULL_LABEL`` means "no class". Its config says what its output means (``prediction``):
+the noise ε (Ho et al. 2020) or the velocity v (Salimans & Ho 2022); :func:`ddpm_core.diffusion.eps_from_output`
+turns either into ε for the samplers.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES  # index of the learnable "no class" embedding
+PREDICTIONS: tuple[str, ...] = ("eps", "v")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class UNetConfig:
     num_classes: int = NUM_CLASSES
     attention_heads: int = 4
     groups: int = 8
+    prediction: str = "eps"  # what the output means: the noise ε, or the velocity v (Salimans & Ho 2022)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -190,6 +194,8 @@ class ContextUNet(nn.Module):
         super().__init__()
         if config.image_size % 4:
             raise ValueError("image_size must be divisible by 4 (two 2× downsamplings)")
+        if config.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, got {config.prediction!r}")
         self.config = config
         c0, c1, c2 = config.channels
         g = config.groups
@@ -223,6 +229,11 @@ class ContextUNet(nn.Module):
         h = self.up1(h, h1, emb)  # 14×14
         h = self.up2(h, h0, emb)  # 28×28
         return self.out(torch.cat([h, h0], dim=1))
+
+
+def prediction_of(model: nn.Module) -> str:
+    """What a network's output means ('eps' or 'v'); a stand-in without a config predicts ε."""
+    return getattr(getattr(model, "config", None), "prediction", "eps")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,9 +15,6 @@ from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings, sampling_execution
 from ddpm_ui.common import LOG, user_error
 
-LIVE = LiveModel()
-JOB = TrainingJob()
-
 
 @functools.cache
 def digit_data() -> DigitData:
@@ -27,8 +24,12 @@ def digit_data() -> DigitData:
 
 @functools.cache
 def classifier() -> DigitClassifier:
-    """The project's digit classifier, the quality meter under every sample."""
+    """The project's digit classifier, the quality meter under every sample and every training preview."""
     return load_classifier()
+
+
+LIVE = LiveModel()
+JOB = TrainingJob(classifier=classifier)
 
 
 def live() -> LoadedModel:

@@ -26,6 +26,9 @@ from ddpm_core.schedule import make_schedule
 from ddpm_core.unet import NULL_LABEL, ContextUNet, UNetConfig
 
 
+SCHEDULE = make_schedule("cosine", 250)
+
+
 def random_unet(seed: int = 0) -> ContextUNet:
     torch.manual_seed(seed)
     model = ContextUNet(UNetConfig(channels=(8, 16, 16), embed_dim=32, groups=4, attention_heads=2))
@@ -35,18 +38,24 @@ def random_unet(seed: int = 0) -> ContextUNet:
 
 
 class OracleModel(nn.Module):
-    """Predicts the exact ε that connects x_t to one fixed x_0: every sampler must land on that x_0."""
+    """Predicts the exact ε (or v) that connects x_t to one fixed x_0: every sampler must land on that x_0."""
 
-    def __init__(self, x0: torch.Tensor, num_steps: int) -> None:
+    def __init__(self, x0: torch.Tensor, num_steps: int, prediction: str = "eps") -> None:
         super().__init__()
         self.x0 = x0
         self.schedule = make_schedule("cosine", num_steps)
         self.anchor = nn.Parameter(torch.zeros(1))  # gives the sampler a device to read
-        self.config = UNetConfig(image_size=x0.shape[-1])
+        self.config = UNetConfig(image_size=x0.shape[-1], prediction=prediction)
 
     def forward(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         t = (t_in * self.schedule.num_steps).round().long()
-        return predict_eps(self.schedule, x, t, self.x0.expand_as(x))
+        x0 = self.x0.expand_as(x)
+        if self.config.prediction == "eps":
+            return predict_eps(self.schedule, x, t, x0)
+        # v = α ε − σ x_0 with α = √ᾱ_t, σ = √(1−ᾱ_t) and ε = (x_t − α x_0)/σ, written out here, not imported
+        a = self.schedule.sqrt_alphas_cumprod[t].float().view(-1, 1, 1, 1)
+        s = self.schedule.sqrt_one_minus_alphas_cumprod[t].float().view(-1, 1, 1, 1)
+        return a * (x - a * x0) / s - s * x0
 
 
 def test_guidance_endpoints_and_mixture() -> None:
@@ -58,18 +67,18 @@ def test_guidance_endpoints_and_mixture() -> None:
         cond = model(x, t.float() / 250, labels)
         uncond = model(x, t.float() / 250, torch.full_like(labels, NULL_LABEL))
         assert not torch.allclose(cond, uncond)
-        torch.testing.assert_close(guided_eps(model, x, t, labels, 1.0, 250), cond)
-        torch.testing.assert_close(guided_eps(model, x, t, labels, 0.0, 250), uncond)
+        torch.testing.assert_close(guided_eps(model, x, t, labels, 1.0, SCHEDULE), cond)
+        torch.testing.assert_close(guided_eps(model, x, t, labels, 0.0, SCHEDULE), uncond)
         # w = 3 is (1 + w')·ε_c − w'·ε_u with w' = 2
         torch.testing.assert_close(
-            guided_eps(model, x, t, labels, 3.0, 250), 3 * cond - 2 * uncond, atol=1e-5, rtol=1e-5
+            guided_eps(model, x, t, labels, 3.0, SCHEDULE), 3 * cond - 2 * uncond, atol=1e-5, rtol=1e-5
         )
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpmpp"])
-def test_every_sampler_reaches_the_oracle_x0(sampler: str) -> None:
+@pytest.mark.parametrize(("sampler", "prediction"), itertools.product(["ddpm", "ddim", "dpmpp"], ["eps", "v"]))
+def test_every_sampler_reaches_the_oracle_x0(sampler: str, prediction: str) -> None:
     x0 = torch.rand(1, 1, 8, 8) * 2 - 1
-    model = OracleModel(x0, 100)
+    model = OracleModel(x0, 100, prediction)
     settings = SamplerSettings(w=2.0, sampler=sampler, steps=10, eta=0.5 if sampler == "ddim" else 0.0)
     settings = replace(settings, precision="fp32", runtime="torch")
     result = sample(model, model.schedule, [1, 2, 3], settings)
