@@ -27,6 +27,7 @@ per process on the real batch shape) unless the settings name one.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,14 +47,16 @@ SAMPLERS: tuple[str, ...] = ("dpmpp", "ddim", "ddpm")
 SpacingName = Literal["logsnr", "trailing", "linspace"]
 SPACINGS: tuple[str, ...] = ("logsnr", "trailing", "linspace")
 W_MIN, W_MAX = 0.0, 10.0
+NO_INTERVAL = (0.0, math.inf)  # guide at every noise level
 GIF_FRAMES = 25  # a denoising GIF keeps about this many snapshots
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How to sample: guidance weight, solver, number of steps, DDIM η, seed, step spacing, precision, runtime."""
+    """How to sample: guidance weight and interval, solver, steps, DDIM η, seed, step spacing, precision, runtime."""
 
     w: float = 2.0
+    guidance_interval: tuple[float, float] = NO_INTERVAL  # guide only where σ_lo < σ_t ≤ σ_hi
     sampler: SamplerName = "dpmpp"
     steps: int = 6
     eta: float = 0.0
@@ -111,6 +114,9 @@ def validate_settings(settings: SamplerSettings, schedule: NoiseSchedule) -> Non
         raise ValueError(f"steps must lie in 1…{schedule.num_steps} (T), got {settings.steps}")
     if not 0.0 <= settings.eta <= 1.0:
         raise ValueError(f"η must lie in 0…1, got {settings.eta}")
+    lo, hi = settings.guidance_interval
+    if not 0.0 <= lo < hi:
+        raise ValueError(f"the guidance interval needs 0 ≤ σ_lo < σ_hi, got {settings.guidance_interval}")
     if settings.spacing not in SPACINGS:
         raise ValueError(f"unknown step spacing {settings.spacing!r}; choose one of {', '.join(SPACINGS)}")
 
@@ -145,6 +151,13 @@ def guided_eps(
         out_cond, out_uncond = both.chunk(2)
         out = w * out_cond + (1.0 - w) * out_uncond
     return eps_from_output(schedule, x, t, out, prediction)
+
+
+def guidance_weight_at(schedule: NoiseSchedule, t: int, w: float, interval: tuple[float, float]) -> float:
+    """w where σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in (σ_lo, σ_hi], else 1: no guidance (Kynkäänniemi et al. 2024, eq. 2)."""
+    sigma = math.exp(-0.5 * float(schedule.log_snr[t]))
+    lo, hi = interval
+    return w if lo < sigma <= hi else 1.0
 
 
 def sampling_execution(model: nn.Module, n: int, settings: SamplerSettings) -> Execution:
@@ -241,7 +254,8 @@ def sample(
             for i, t in enumerate(ts):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else -1
                 t_batch = torch.full((len(labels),), t, dtype=torch.long, device=device)
-                eps = guided_eps(net, x, t_batch, labels, settings.w, schedule, prediction)
+                w = guidance_weight_at(schedule, t, settings.w, settings.guidance_interval)
+                eps = guided_eps(net, x, t_batch, labels, w, schedule, prediction)
                 evals += 1
                 z = torch.randn(x.shape, generator=generator).to(device)
                 if settings.sampler == "ddpm":

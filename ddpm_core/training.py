@@ -300,7 +300,7 @@ def train(
     else:
         model = ContextUNet(replace(WIDTH_PRESETS[config.preset], prediction=config.prediction))
         schedule = NoiseSchedule.from_config(config.schedule)
-    model.to(dev).train()
+    model.to(dev).train().requires_grad_(True)  # a resumed EMA copy may have come frozen
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_step = 0

@@ -15,12 +15,15 @@ from ddpm_core.diffusion import (
     ddim_sigma,
     ddim_step,
     ddpm_step,
+    eps_from_output,
+    eps_from_v,
     predict_eps,
     predict_x0,
     q_mean,
     q_posterior,
     q_sample,
     q_step_sample,
+    v_target,
 )
 from ddpm_core.schedule import make_schedule
 
@@ -224,3 +227,20 @@ def test_ddim_argument_checks() -> None:
         ddim_step(SCHEDULE, x, 10, 5, x, eta=1.5)
     with pytest.raises(ValueError):
         ddim_step(SCHEDULE, x, 10, -2, x)
+
+
+def test_velocity_round_trip_and_its_x0_form() -> None:
+    """v = √ᾱ ε − √(1−ᾱ) x_0 (Salimans & Ho §4): ε comes back exactly, and x_0 = √ᾱ x_t − √(1−ᾱ) v."""
+    x0 = torch.rand(3, 1, 5, 5, dtype=torch.float64) * 2 - 1
+    t = torch.tensor([0, 70, T - 1])
+    x_t, eps = q_sample(SCHEDULE, x0, t, generator=generator(3))
+    v = v_target(SCHEDULE, x0, t, eps)
+    torch.testing.assert_close(eps_from_v(SCHEDULE, x_t, t, v), eps)
+    torch.testing.assert_close(eps_from_output(SCHEDULE, x_t, t, v, "v"), eps)
+    torch.testing.assert_close(eps_from_output(SCHEDULE, x_t, t, eps, "eps"), eps)
+    for i, step in enumerate(t.tolist()):
+        a, s = math.sqrt(alpha_bar(step)), math.sqrt(1 - alpha_bar(step))
+        torch.testing.assert_close(v[i], a * eps[i] - s * x0[i])
+        torch.testing.assert_close(a * x_t[i] - s * v[i], x0[i])  # a² + s² = 1
+    with pytest.raises(ValueError, match="predicts 'eps' or 'v'"):
+        eps_from_output(SCHEDULE, x_t, t, v, "x0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import replace
 
 import pytest
@@ -11,10 +12,12 @@ from torch import nn
 
 from ddpm_core.diffusion import ddim_step, dpm_solver_pp_step, predict_eps, predict_x0, q_sample
 from ddpm_core.sampling import (
+    NO_INTERVAL,
     BackgroundSampling,
     SamplerSettings,
     StepInfo,
     Trajectory,
+    guidance_weight_at,
     guided_eps,
     sample,
     sampling_steps,
@@ -24,7 +27,6 @@ from ddpm_core.sampling import (
 )
 from ddpm_core.schedule import make_schedule
 from ddpm_core.unet import NULL_LABEL, ContextUNet, UNetConfig
-
 
 SCHEDULE = make_schedule("cosine", 250)
 
@@ -241,3 +243,23 @@ def test_bad_labels_are_refused(labels: list[int], message: str) -> None:
 def test_bad_settings_are_refused(settings: SamplerSettings, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         sample(random_unet(), make_schedule("cosine", 50), [1], settings)
+
+
+def test_guidance_interval_guides_only_inside_it() -> None:
+    schedule = make_schedule("cosine", 250)
+    sigma = [math.sqrt((1 - float(ab)) / float(ab)) for ab in schedule.alphas_cumprod]  # σ_t from ᾱ_t, written out
+    t_mid = min(range(250), key=lambda t: abs(sigma[t] - 1.0))
+    assert guidance_weight_at(schedule, t_mid, 3.0, NO_INTERVAL) == 3.0
+    assert guidance_weight_at(schedule, t_mid, 3.0, (0.5 * sigma[t_mid], 2 * sigma[t_mid])) == 3.0
+    assert guidance_weight_at(schedule, t_mid, 3.0, (2 * sigma[t_mid], 4 * sigma[t_mid])) == 1.0
+    assert guidance_weight_at(schedule, t_mid, 3.0, (0.0, 0.5 * sigma[t_mid])) == 1.0
+
+    model = random_unet()
+    base = SamplerSettings(w=3.0, steps=5, precision="fp32", runtime="torch", seed=4)
+    everywhere = sample(model, schedule, [1, 2], replace(base, guidance_interval=(0.0, 1e9))).images
+    torch.testing.assert_close(everywhere, sample(model, schedule, [1, 2], base).images)
+    nowhere = sample(model, schedule, [1, 2], replace(base, guidance_interval=(1e8, 1e9))).images
+    torch.testing.assert_close(nowhere, sample(model, schedule, [1, 2], replace(base, w=1.0)).images)
+    assert not torch.allclose(nowhere, everywhere)
+    with pytest.raises(ValueError, match="guidance interval"):
+        sample(model, schedule, [1], replace(base, guidance_interval=(2.0, 1.0)))
