@@ -3,20 +3,21 @@
 Run it from the repository root (each variant trains for ``--minutes`` from scratch, then is measured)::
 
     python -m benchmarks.recipes                            # every variant, 3 minutes each (about 40 min)
-    python -m benchmarks.recipes --only classic,fast        # today's recipe against the new one
+    python -m benchmarks.recipes --only classic,fast        # the old recipe against the new one
     python -m benchmarks.recipes --precision fp32 --out recipes.jsonl
 
 Every variant trains on the same 4,000 shipped digits with the same seed and time budget, then samples
-100 digits per class at the app's defaults (DPM-Solver++ 6 steps, w = 2). The lines report the steps it
-managed, the classifier's accuracy on those 1,000 digits and their Fréchet distance to the 1,000 held-out
-digits (the project's classifier features), next to ``cpu_capability`` and the precision it trained in.
+100 digits per class at the app's defaults (DPM-Solver++ 6 steps, w = 2, guidance in the middle interval)
+and again with guidance at every step. The lines report the steps it managed, the classifier's accuracy on
+those 1,000 digits and their Fréchet distance to the 1,000 held-out digits (the project's classifier
+features), next to ``cpu_capability`` and the precision it trained in.
 To see what the AVX2-only path does on a CPU with native bf16, run it with
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ... --precision fp32``.
 
-A variant is the fast recipe with one idea taken out (``fast-eps`` …), the classic recipe with one idea put
-in (``classic+min_snr`` …), or one of the two recipes themselves. The time budget is wall-clock, so on a
-busy machine every variant gets fewer steps; the accuracies still rank the ideas, one seed each, so read
-differences of a point or two as noise.
+A variant is one of the two recipes, or the fast recipe with the differences its name spells out
+(``eps_minsnr_b64``: ε-prediction, Min-SNR-γ weighting, batch 64; see :data:`VARIANTS`). The time budget
+is wall-clock, so on a busy machine every variant gets fewer steps; the accuracies still rank the ideas,
+but one seed each, so read differences of a point or two as noise (``--seed`` repeats a run).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import IO, Any
 
 import torch
@@ -36,25 +38,25 @@ from ddpm_core.data import load_bundled
 from ddpm_core.evaluate import evaluate
 from ddpm_core.paths import classifier_dir
 from ddpm_core.runtime import PRECISIONS, cpu_capability
-from ddpm_core.sampling import SamplerSettings
-from ddpm_core.training import RECIPES, TrainConfig, train
+from ddpm_core.sampling import NO_INTERVAL, SamplerSettings
+from ddpm_core.training import TrainConfig, train
 
-SHORT_RUN = ("preset", "batch_size", "lr", "warmup_steps", "ema_decay")  # the fast recipe's sizes and schedules
-# name → (recipe, overrides)
+# name → (recipe, overrides). "fast" is v-prediction, uniform weighting, small width, batch 32; each other name
+# spells out how it differs: the prediction (eps or v), min_snr weighting, the batch, and the width or extra idea.
+_MIN_SNR_B64 = {"weighting": "min_snr", "batch_size": 64}
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "classic": ("classic", {}),
-    "classic+min_snr": ("classic", {"weighting": "min_snr"}),
-    "classic+v": ("classic", {"prediction": "v"}),
-    "classic+short": ("classic", {k: RECIPES["fast"][k] for k in SHORT_RUN}),
+    "eps_b64": ("fast", {"prediction": "eps", "batch_size": 64}),
+    "eps_minsnr_b64": ("fast", {"prediction": "eps", **_MIN_SNR_B64}),
+    "v_minsnr_b64": ("fast", _MIN_SNR_B64),
+    "v_b64": ("fast", {"batch_size": 64}),
+    "v_minsnr_b32": ("fast", {"weighting": "min_snr"}),
     "fast": ("fast", {}),
-    "fast-eps": ("fast", {"prediction": "eps"}),
-    "fast-min_snr": ("fast", {"weighting": "uniform"}),
-    "fast+lognormal": ("fast", {"t_sampling": "lognormal"}),
-    "fast+shift1": ("fast", {"augment_shift": 1}),
-    "fast@base": ("fast", {"preset": "base"}),
-    "fast@b32": ("fast", {"batch_size": 32}),
-    "fast@b128": ("fast", {"batch_size": 128}),
-    "fast@ema999": ("fast", {"ema_decay": 0.999}),
+    "v_minsnr_b128": ("fast", {**_MIN_SNR_B64, "batch_size": 128}),
+    "v_minsnr_b64_base": ("fast", {**_MIN_SNR_B64, "preset": "base"}),
+    "v_minsnr_b64_ema999": ("fast", {**_MIN_SNR_B64, "ema_decay": 0.999}),
+    "v_minsnr_b64_lognormal": ("fast", {**_MIN_SNR_B64, "t_sampling": "lognormal"}),
+    "v_minsnr_b64_shift1": ("fast", {**_MIN_SNR_B64, "augment_shift": 1}),
 }
 
 
@@ -67,20 +69,26 @@ def run_variant(name: str, minutes: float, precision: str, per_class: int, seed:
     loaded = LoadedModel(result.ema_model, result.schedule, {"name": name})
     settings = SamplerSettings(seed=1234, precision="fp32", runtime="torch")
     start = time.perf_counter()
-    metrics = evaluate(loaded, load_classifier(classifier_dir()), data, [settings.w], per_class, settings)
-    row = metrics["by_w"][0]
+    classifier = load_classifier(classifier_dir())
+    metrics = evaluate(loaded, classifier, data, [settings.w], per_class, settings)
+    full = evaluate(loaded, classifier, data, [settings.w], per_class, replace(settings, guidance_interval=NO_INTERVAL))
+    row, full_row = metrics["by_w"][0], full["by_w"][0]
     return {
         "metric": "recipe",
         "variant": name,
         "recipe": recipe,
         "overrides": overrides,
         "minutes": minutes,
+        "seed": seed,
         "steps": result.steps,
         "images_seen": result.steps * config.batch_size,
         "final_loss": round(sum(result.losses[-50:]) / max(1, len(result.losses[-50:])), 5),
         "w": row["w"],
         "accuracy": row["accuracy"],
         "frechet_distance": row["frechet_distance"],
+        "guidance_interval": metrics["sampler"]["guidance_interval"],
+        "accuracy_guided_everywhere": full_row["accuracy"],
+        "frechet_distance_guided_everywhere": full_row["frechet_distance"],
         "real_vs_real_frechet_distance": metrics["real_vs_real_frechet_distance"],
         "samples": row["samples"],
         "trained_in": result.execution.precision,
@@ -92,11 +100,15 @@ def run_variant(name: str, minutes: float, precision: str, per_class: int, seed:
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as the README's ablation table."""
-    lines = ["| variant | steps | images seen | accuracy (w = 2) | Fréchet distance |", "|---|---|---|---|---|"]
+    """The rows as the README's ablation table: the app's default sampler, then guidance at every step."""
+    lines = [
+        "| variant | steps | images seen | accuracy | Fréchet distance | accuracy, guided everywhere | its Fréchet |",
+        "|---|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| `{r['variant']}` | {r['steps']:,} | {r['images_seen']:,} | {100 * r['accuracy']:.1f}% "
-        f"| {r['frechet_distance']:.2f} |"
+        f"| {r['frechet_distance']:.2f} | {100 * r['accuracy_guided_everywhere']:.1f}% "
+        f"| {r['frechet_distance_guided_everywhere']:.2f} |"
         for r in rows
     ]
     return "\n".join(lines)
@@ -108,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=3.0, help="training budget per variant (default 3)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="training precision (default auto)")
     p.add_argument("--per-class", type=int, default=100, help="digits per class to measure (default 100)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     return p
 

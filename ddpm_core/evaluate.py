@@ -21,6 +21,7 @@ From the command line, recording the result in the checkpoint's ``config.json``:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -128,6 +129,7 @@ def evaluate(
             "steps": settings.steps,
             "eta": settings.eta,
             "spacing": settings.spacing,
+            "guidance_interval": [v if math.isfinite(v) else None for v in settings.guidance_interval],
         },
         "execution": [e.as_dict() for e in executions.values()],
         "held_out_images": len(data.held_out),

@@ -53,11 +53,11 @@ MAX_SHIFT = 4
 RECIPES: dict[str, dict[str, Any]] = {
     "fast": {
         "preset": "small",
-        "batch_size": 64,
+        "batch_size": 32,
         "lr": 3e-3,
         "warmup_steps": 50,
         "prediction": "v",
-        "weighting": "min_snr",
+        "weighting": "uniform",
         "t_sampling": "uniform",
         "augment_shift": 0,
         "ema_decay": 0.995,
@@ -207,7 +207,7 @@ def diffusion_loss(pred: torch.Tensor, target: torch.Tensor, kind: LossName) -> 
 
 
 def min_snr_weight(snr: torch.Tensor, gamma: float, prediction: str) -> torch.Tensor:
-    """Min-SNR-γ loss weight min(SNR_t, γ)/SNR_t for ε, min(SNR_t, γ)/(SNR_t + 1) for v (Hang et al. 2023, §3.4)."""
+    """Min-SNR-γ weight: min(SNR_t, γ)/SNR_t for ε, min(SNR_t, γ)/(SNR_t + 1) for v (Hang et al. 2023, §3)."""
     clipped = snr.clamp(max=gamma)
     return clipped / snr if prediction == "eps" else clipped / (snr + 1)
 

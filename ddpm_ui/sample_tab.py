@@ -20,6 +20,8 @@ from ddpm_core.classifier import classify, diversity
 from ddpm_core.data import to_model_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.sampling import (
+    MID_INTERVAL,
+    NO_INTERVAL,
     BackgroundSampling,
     SamplerSettings,
     Trajectory,
@@ -44,7 +46,7 @@ from ddpm_ui.common import (
 
 CLASS_CHOICES = [str(c) for c in range(10)]
 SAMPLER_CHOICES = [("DPM-Solver++ (2M)", "dpmpp"), ("DDIM", "ddim"), ("DDPM, all T steps", "ddpm")]
-DEFAULT_W = 2.0
+DEFAULT_W = SamplerSettings.w
 MAX_PER_CLASS = 8
 MAX_SWEEP_WS = 8
 OK_COLOR, BAD_COLOR = (22, 120, 50), (200, 30, 30)
@@ -72,10 +74,13 @@ def _labels(classes: Any, per_class: Any) -> torch.Tensor:
     return validate_labels(chosen).repeat_interleave(k)
 
 
-def _sampler_settings(w: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any) -> SamplerSettings:
+def _sampler_settings(
+    w: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any, mid_guidance: Any = True
+) -> SamplerSettings:
     return SamplerSettings(
-        w=float(w), sampler=sampler, steps=int(float(sampler_steps)), eta=float(eta), seed=parse_seed(seed)
-    )  # type: ignore[arg-type]
+        w=float(w), sampler=sampler, steps=int(float(sampler_steps)), eta=float(eta), seed=parse_seed(seed),
+        guidance_interval=MID_INTERVAL if mid_guidance else NO_INTERVAL,
+    )  # type: ignore[arg-type]  # fmt: skip
 
 
 def _classes_as_columns(n: int, per_class: int) -> np.ndarray:
@@ -104,12 +109,13 @@ def sample_digits(
     sampler_steps: Any,
     eta: Any,
     seed: Any,
+    mid_guidance: Any = True,
     progress: gr.Progress = gr.Progress(),
 ) -> Iterator[tuple[Any, Any, Any, str]]:
     """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet, GIF and files."""
     try:
         labels = _labels(classes, per_class)
-        settings = _sampler_settings(w, sampler, sampler_steps, eta, seed)
+        settings = _sampler_settings(w, sampler, sampler_steps, eta, seed, mid_guidance)
         loaded = state.live()
         validate_settings(settings, loaded.schedule)
     except ValueError as err:
@@ -146,12 +152,18 @@ def sample_digits(
     gif = pictures.save_gif(frames, folder / f"{stem}.gif", fps=12, hold_last=1.5)
     summary = (
         f"{len(images)} digits in **{result.seconds:.2f} s** ({result.network_evaluations} network passes, "
-        f"{settings.sampler}, w = {settings.w:g}, seed {settings.seed}). The classifier reads "
+        f"{settings.sampler}, w = {settings.w:g}{_interval_text(settings)}, seed {settings.seed}). "
+        "The classifier reads "
         f"**{100 * accuracy:.0f}%** as the class asked for (green: agrees, red: disagrees). "
         f"The GIF has {len(frames)} frames: x_t on the left, the model's x̂₀ on the right.\n\n"
         f"Network: {result.execution.describe()}."
     )
     yield sheet, str(gif), [str(png), str(gif), str(npz)], summary
+
+
+def _interval_text(settings: SamplerSettings) -> str:
+    lo, hi = settings.guidance_interval
+    return "" if settings.guidance_interval == NO_INTERVAL else f" where {lo:g} < σ ≤ {hi:g}"
 
 
 def _parse_ws(text: Any) -> list[float]:
@@ -167,13 +179,13 @@ def _parse_ws(text: Any) -> list[float]:
 @friendly_errors
 def guidance_sweep(
     classes: Any, per_class: Any, ws_text: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any,
-    progress: gr.Progress = gr.Progress(),
+    mid_guidance: Any = True, progress: gr.Progress = gr.Progress(),
 ) -> tuple[np.ndarray, np.ndarray, str]:  # fmt: skip
     """The same starting noise at several w: a sheet (rows = w, columns = class) and accuracy/diversity vs w."""
     ws = _parse_ws(ws_text)
     labels = _labels(classes, per_class)
     loaded = state.live()
-    base = _sampler_settings(ws[0], sampler, sampler_steps, eta, seed)
+    base = _sampler_settings(ws[0], sampler, sampler_steps, eta, seed, mid_guidance)
     for w in ws:
         validate_settings(replace(base, w=w), loaded.schedule)
     noise = starting_noise(loaded.model, len(labels), base.seed)
@@ -248,6 +260,11 @@ def build_tab() -> None:
             sampler_steps = gr.Slider(1, 250, value=SamplerSettings.steps, step=1,
                                       label="sampler steps (DDIM and DPM-Solver++)")  # fmt: skip
             eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM η (0 deterministic, 1 DDPM-like)")
+            mid_guidance = gr.Checkbox(
+                True, label=f"guide only at middle noise levels ({MID_INTERVAL[0]:g} < σ ≤ {MID_INTERVAL[1]:g})",
+                info="Kynkäänniemi et al. 2024: guidance at high noise costs variety, at low noise it does little",
+                elem_id="sample-mid-guidance",
+            )  # fmt: skip
             seed = seed_box()
             with gr.Row():
                 go = gr.Button("Sample", variant="primary", elem_id="sample-go")
@@ -275,12 +292,12 @@ def build_tab() -> None:
 
     sampling = {"concurrency_limit": 2, "concurrency_id": "sampling"}
     event = go.click(
-        sample_digits, [classes, per_class, w, sampler, sampler_steps, eta, seed], [sheet, gif, files, summary],
-        api_name="sample_digits", **sampling,
+        sample_digits, [classes, per_class, w, sampler, sampler_steps, eta, seed, mid_guidance],
+        [sheet, gif, files, summary], api_name="sample_digits", **sampling,
     )  # fmt: skip
     cancel.click(None, None, None, cancels=[event])
     sweep_go.click(
-        guidance_sweep, [classes, sweep_per_class, ws, sampler, sampler_steps, eta, seed],
+        guidance_sweep, [classes, sweep_per_class, ws, sampler, sampler_steps, eta, seed, mid_guidance],
         [sweep_sheet, sweep_plot, sweep_note], api_name="guidance_sweep", **sampling,
     )  # fmt: skip
     compare_go.click(

@@ -18,12 +18,14 @@ import pandas as pd
 from ddpm_core import pictures
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint, load_uploaded, zip_checkpoint
 from ddpm_core.live import JobStatus, TrainingBusyError
+from ddpm_core.sampling import SamplerSettings
 from ddpm_core.training import RECIPES, TrainConfig
 from ddpm_core.unet import WIDTH_PRESETS
 from ddpm_ui import state
 from ddpm_ui.common import LATEX, file_path, friendly_errors, request_folder, seed_box, user_error
 
 MAX_TRAIN_MINUTES = 30
+DEFAULT_MINUTES = 3.0  # the fast recipe reaches ≥ 90% guided accuracy in this (README, "Training recipes")
 TRAIN_POLL_S = 1.0
 FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training the live model"
 
@@ -32,8 +34,8 @@ INTRO = r"""
 The network learns to undo noise: the classic recipe has it predict the noise $\epsilon$ in $x_t$, minimising
 $\lVert \epsilon - \epsilon_\theta(x_t, t, c) \rVert^2$ (eq. 14). The **fast** recipe (the default) has it
 predict the velocity $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$ instead (Salimans & Ho),
-weights each noise level by $\min(\mathrm{SNR}_t, 5)/(\mathrm{SNR}_t + 1)$ (Min-SNR-γ, Hang et al.) and uses a
-smaller network with shorter schedules; it reaches good digits in a few minutes on a laptop CPU. Now and then
+which is well-posed at every noise level, and uses a smaller network, small batches and short schedules; it
+reaches readable digits in about three minutes on a laptop CPU. Now and then
 the class $c$ is replaced by "no class", so the same network also learns the unconditional model that guidance
 needs. Training here uses the 4,000 real MNIST digits that ship with the app and this server's CPU; one run at
 a time for everyone using this server. While it trains, the preview samples ten digits of each class at the
@@ -52,18 +54,29 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     if not rows:
         return "_No quality measurements stored with this model._"
     sampler = metrics.get("sampler", {})
+    interval = sampler.get("guidance_interval")
+    guided = f", guidance where {interval[0]:g} < σ ≤ {interval[1]:g}" if interval and interval[1] is not None else ""
     lines = [
         f"Measured with the project's classifier, {sampler.get('name', '?')} {sampler.get('steps', '?')} steps"
-        f" ({sampler.get('spacing', 'linspace')} spacing); real-vs-real Fréchet floor "
-        f"{metrics.get('real_vs_real_frechet_distance', '?')}.",
+        f" ({sampler.get('spacing', 'linspace')} spacing{guided}); real-vs-real Fréchet floor "
+        f"{metrics.get('real_vs_real_frechet_distance', '?')}. *Near-copies*: samples much closer to one training "
+        "digit than to its other neighbours (the held-out real digits have "
+        f"{_near_copy_text(rows, 'real_near_copy_share')}).",
         "",
-        "| w | accuracy | Fréchet distance | samples |",
-        "|---|---|---|---|",
+        "| w | accuracy | Fréchet distance | near-copies | samples |",
+        "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {r['w']:g} | {100 * r['accuracy']:.1f}% | {r['frechet_distance']:.2f} | {r['samples']} |" for r in rows
+        f"| {r['w']:g} | {100 * r['accuracy']:.1f}% | {r['frechet_distance']:.2f} "
+        f"| {_near_copy_text([r], 'sample_near_copy_share')} | {r['samples']} |"
+        for r in rows
     ]
     return "\n".join(lines)
+
+
+def _near_copy_text(rows: list[dict[str, Any]], key: str) -> str:
+    shares = [r["memorisation"][key] for r in rows if "memorisation" in r]
+    return f"{100 * shares[0]:.1f}%" if shares else "not measured"
 
 
 def model_info() -> str:
@@ -73,9 +86,13 @@ def model_info() -> str:
     trained = f"{steps:,} steps" if steps is not None else "unknown steps"
     if minutes is not None:
         trained += f" in {minutes:g} min"
+    predicts = {"eps": "the noise ε", "v": "the velocity v"}.get(s["prediction"], s["prediction"])
+    recipe = f" with the {s['recipe']} recipe" if s["recipe"] else ""
+    device = f" ({s['device'].upper() if s['device'] == 'cuda' else s['device']})" if s["device"] else ""
     return (
         f"**Live model: `{s['name']}`** — {s['parameters']:,} parameters, channels {s['channels']}, "
-        f"{s['schedule']}; trained {trained} on {s['data'] or 'unknown data'}.\n\n"
+        f"predicts {predicts}, {s['schedule']}; trained {trained}{device}{recipe} "
+        f"on {s['data'] or 'unknown data'}.\n\n"
         + _metrics_table(s["metrics"])
         + f"\n\n**On this machine** the network runs in {state.default_execution().describe()}."
     )
@@ -125,7 +142,7 @@ def _accuracy_frame(status: JobStatus) -> pd.DataFrame:
 def _accuracy_text(status: JobStatus) -> str:
     if not status.accuracies:
         return ""
-    return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 digits, w = 2)"
+    return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 digits, w = {SamplerSettings.w:g})"
 
 
 def _training_message(status: JobStatus) -> str:
@@ -270,14 +287,14 @@ def build_tab(demo: gr.Blocks) -> None:
         with gr.Column(scale=1, min_width=300):
             gr.Markdown("#### Train")
             with gr.Row():
-                minutes = gr.Number(1, minimum=0, maximum=MAX_TRAIN_MINUTES, label="minutes (0 = no limit)",
-                                    elem_id="train-minutes")  # fmt: skip
+                minutes = gr.Number(DEFAULT_MINUTES, minimum=0, maximum=MAX_TRAIN_MINUTES,
+                                    label="minutes (0 = no limit)", elem_id="train-minutes")  # fmt: skip
                 max_steps = gr.Number(0, precision=0, minimum=0, label="training steps (0 = no limit)",
                                       elem_id="train-steps")  # fmt: skip
             defaults = TrainConfig()
             with gr.Row():
                 recipe = gr.Dropdown(list(RECIPES), value=defaults.recipe, label="recipe", elem_id="train-recipe",
-                                     info="fast: v, Min-SNR-γ, small net; classic: ε, uniform, base")  # fmt: skip
+                                     info="fast: v-prediction, small net, batch 32; classic: ε, base net")  # fmt: skip
                 preset = gr.Dropdown(list(WIDTH_PRESETS), value=defaults.preset, label="width", elem_id="train-preset")
             with gr.Row():
                 batch = gr.Slider(16, 256, value=defaults.batch_size, step=16, label="batch size")
@@ -293,8 +310,8 @@ def build_tab(demo: gr.Blocks) -> None:
     status = gr.Markdown(elem_id="train-status")
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="training loss", height=260, elem_id="train-loss")
-        accuracy_plot = gr.LinePlot(x="step", y="accuracy (%)", title="guided accuracy (100 digits, w = 2)",
-                                    y_lim=[0, 100], height=260, elem_id="train-accuracy")  # fmt: skip
+        accuracy_plot = gr.LinePlot(x="step", y="accuracy (%)", y_lim=[0, 100], height=260, elem_id="train-accuracy",
+                                    title=f"guided accuracy (100 digits, w = {SamplerSettings.w:g})")  # fmt: skip
         preview = gr.Image(label="preview: ten digits per class (columns 0–9), EMA weights", format="png",
                            interactive=False, elem_id="train-preview")  # fmt: skip
     with gr.Row():

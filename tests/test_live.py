@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ddpm_core.checkpoints import load_checkpoint
+from ddpm_core.classifier import load_classifier
 from ddpm_core.data import load_bundled
 from ddpm_core.live import LiveModel, TrainingBusyError, TrainingJob
 from ddpm_core.schedule import ScheduleConfig
@@ -39,7 +40,7 @@ def test_live_model_loads_lazily_once_and_swaps() -> None:
 
 
 def test_training_job_streams_progress_stops_quickly_and_saves() -> None:
-    job = TrainingJob(preview_every_s=0.0)
+    job = TrainingJob(preview_every_s=0.0, classifier=load_classifier)
     job.start(LONG_TINY, load_bundled())
     deadline = time.time() + 60
     while job.status().step < 6 and time.time() < deadline:
@@ -53,7 +54,10 @@ def test_training_job_streams_progress_stops_quickly_and_saves() -> None:
     status = job.status()
     assert status.error is None and not status.running and status.stopped_early
     assert stop_seconds < 5, f"stop took {stop_seconds:.1f} s"
-    assert status.preview is not None and status.preview.shape == (10, 28, 28)
+    assert status.preview is not None and status.preview.shape == (100, 28, 28)  # ten rows of 0…9
+    assert 1 <= len(status.accuracies) == len(status.accuracy_steps)
+    assert all(0.0 <= a <= 1.0 for a in status.accuracies)
+    assert status.accuracy_steps == sorted(status.accuracy_steps) and status.accuracy_steps[-1] <= status.step
     assert len(status.losses) == len(status.steps_seen) >= 3
     loaded = job.load_result()
     assert loaded.config["training"]["steps"] == status.step

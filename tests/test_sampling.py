@@ -255,7 +255,7 @@ def test_guidance_interval_guides_only_inside_it() -> None:
     assert guidance_weight_at(schedule, t_mid, 3.0, (0.0, 0.5 * sigma[t_mid])) == 1.0
 
     model = random_unet()
-    base = SamplerSettings(w=3.0, steps=5, precision="fp32", runtime="torch", seed=4)
+    base = SamplerSettings(w=3.0, steps=5, precision="fp32", runtime="torch", seed=4, guidance_interval=NO_INTERVAL)
     everywhere = sample(model, schedule, [1, 2], replace(base, guidance_interval=(0.0, 1e9))).images
     torch.testing.assert_close(everywhere, sample(model, schedule, [1, 2], base).images)
     nowhere = sample(model, schedule, [1, 2], replace(base, guidance_interval=(1e8, 1e9))).images

@@ -143,6 +143,14 @@ def test_oracle_tab_shows_l1_and_runs_the_chain(page) -> None:
 def test_train_a_tiny_model_then_start_and_stop_another(page) -> None:
     open_tab(page, "Train or load")
     status, start = page.locator("#train-status"), page.locator("#train-start")
+    expect(page.locator("#train-recipe input")).to_have_value("fast")
+    expect(page.locator("#train-preset input")).to_have_value("small")
+    page.locator("#train-recipe input").click()
+    page.get_by_role("option", name="classic", exact=True).click()
+    expect(page.locator("#train-preset input")).to_have_value("base")  # the recipe fills in its own settings
+    page.locator("#train-recipe input").click()
+    page.get_by_role("option", name="fast", exact=True).click()
+    expect(page.locator("#train-preset input")).to_have_value("small")
     page.locator("#train-preset input").click()
     page.get_by_role("option", name="tiny", exact=True).click()
     expect(page.locator("#train-preset input")).to_have_value("tiny")
@@ -153,9 +161,11 @@ def test_train_a_tiny_model_then_start_and_stop_another(page) -> None:
     expect(status).to_contain_text("Training…")
     expect(start).to_be_disabled()  # one click, one run
     expect(status).to_contain_text("Training finished at step 20")
+    expect(status).to_contain_text(re.compile(r"guided accuracy \d+%"))
     expect(start).to_be_enabled()
     expect(page.locator("#train-preview img")).to_be_visible()
     expect(page.locator("#train-loss canvas, #train-loss svg").first).to_be_visible()
+    expect(page.locator("#train-accuracy canvas, #train-accuracy svg").first).to_be_visible()
 
     page.locator("#train-steps input").fill("0")  # now only the one-minute budget: it must be stopped
     start.click()

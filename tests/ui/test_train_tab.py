@@ -13,6 +13,7 @@ from ui_fixtures import error_text
 
 from ddpm_core.checkpoints import MODEL_FILE
 from ddpm_core.paths import runs_dir
+from ddpm_core.training import TrainConfig
 from ddpm_ui import common, state, train_tab
 
 pytestmark = pytest.mark.usefixtures("tiny_live")
@@ -50,15 +51,32 @@ def test_a_bad_checkpoint_is_refused_and_the_live_model_stays(tiny_dir: Path, tm
 
 def test_training_streams_finishes_and_can_become_live() -> None:
     outputs = list(train_tab.train_model(0, 6, "tiny", 16, 2e-3, 0.15, 0, train_tab.FRESH_CHOICE))
-    message, frame, preview = outputs[-1]
-    assert "finished at step **6**" in message
+    message, frame, accuracy, preview = outputs[-1]
+    assert "finished at step **6**" in message and "guided accuracy" in message
     assert list(frame.columns) == ["step", "loss"] and frame["step"].iloc[-1] == 6
-    assert preview is not None and preview.ndim == 2 and preview.shape[1] > 10 * 28
+    assert list(accuracy.columns) == ["step", "accuracy (%)"] and len(accuracy) >= 1
+    assert accuracy["accuracy (%)"].between(0, 100).all() and accuracy["step"].iloc[-1] == 6
+    assert preview is not None and preview.ndim == 2 and preview.shape[0] > 10 * 28 and preview.shape[1] > 10 * 28
+    trained = state.JOB.load_result().config["training"]["config"]
+    assert trained["recipe"] == "fast" and trained["prediction"] == TrainConfig().prediction
     assert train_tab.stop_training() == "No training run is going."
     info = train_tab.use_trained_model()
     assert "trained model is now live" in info and "trained 6 steps" in info
     with zipfile.ZipFile(train_tab.download_trained_model()) as zf:
         assert len(zf.namelist()) == 2
+
+
+def test_the_classic_recipe_trains_an_eps_model_and_fills_in_its_settings() -> None:
+    list(train_tab.train_model(0, 3, "tiny", 16, 2e-3, 0.15, 0, train_tab.FRESH_CHOICE, "classic"))
+    trained = state.JOB.load_result()
+    assert trained.config["training"]["config"]["recipe"] == "classic"
+    assert trained.model.config.prediction == "eps"
+    preset, batch, lr = train_tab.recipe_settings("classic")
+    classic = TrainConfig.from_recipe("classic")
+    assert (preset["value"], batch["value"], lr["value"]) == (classic.preset, classic.batch_size, classic.lr)
+    with pytest.raises(gr.Error) as excinfo:
+        next(train_tab.train_model(1, 0, "tiny", 16, 2e-3, 0.15, 0, train_tab.FRESH_CHOICE, "turbo"))
+    assert "Unknown recipe" in error_text(excinfo)
 
 
 def test_a_second_training_request_is_told_to_wait() -> None:
