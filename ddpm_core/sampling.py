@@ -62,7 +62,6 @@ class SamplerSettings:
     """How to sample: guidance weight and interval, solver, steps, DDIM η, seed, step spacing, precision, runtime."""
 
     w: float = 3.0
-    guidance_interval: tuple[float, float] = MID_INTERVAL  # guide only where σ_lo < σ_t ≤ σ_hi
     sampler: SamplerName = "dpmpp"
     steps: int = 10
     eta: float = 0.0
@@ -71,6 +70,7 @@ class SamplerSettings:
     spacing: SpacingName = "logsnr"
     precision: str = field(default_factory=default_precision)  # auto, fp32 or bf16 ($DDPM_PLAYGROUND_PRECISION)
     runtime: str = field(default_factory=default_runtime)  # auto, torch or onnx ($DDPM_PLAYGROUND_RUNTIME)
+    guidance_interval: tuple[float, float] = MID_INTERVAL  # guide only where σ_lo < σ_t ≤ σ_hi
 
 
 @dataclass(frozen=True)

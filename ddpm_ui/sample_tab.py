@@ -163,7 +163,7 @@ def sample_digits(
 
 def _interval_text(settings: SamplerSettings) -> str:
     lo, hi = settings.guidance_interval
-    return "" if settings.guidance_interval == NO_INTERVAL else f" where {lo:g} < σ ≤ {hi:g}"
+    return "" if settings.guidance_interval == NO_INTERVAL else f", guided only where {lo:g} < σ ≤ {hi:g}"
 
 
 def _parse_ws(text: Any) -> list[float]:

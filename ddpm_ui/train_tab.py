@@ -291,7 +291,7 @@ def build_tab(demo: gr.Blocks) -> None:
                                     label="minutes (0 = no limit)", elem_id="train-minutes")  # fmt: skip
                 max_steps = gr.Number(0, precision=0, minimum=0, label="training steps (0 = no limit)",
                                       elem_id="train-steps")  # fmt: skip
-            defaults = TrainConfig()
+            defaults = TrainConfig  # its class attributes: the defaults, read without checking the environment
             with gr.Row():
                 recipe = gr.Dropdown(list(RECIPES), value=defaults.recipe, label="recipe", elem_id="train-recipe",
                                      info="fast: v-prediction, small net, batch 32; classic: ε, base net")  # fmt: skip

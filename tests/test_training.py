@@ -10,7 +10,7 @@ import torch
 
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.data import load_bundled, to_model_range
-from ddpm_core.diffusion import q_sample
+from ddpm_core.diffusion import eps_from_output, q_sample
 from ddpm_core.schedule import ScheduleConfig
 from ddpm_core.training import TrainConfig, drop_context, learning_rate, train
 from ddpm_core.unet import NULL_LABEL
@@ -28,7 +28,8 @@ def fixed_batch_loss(model: torch.nn.Module, schedule, seed: int = 0) -> float:
     t = torch.randint(0, schedule.num_steps, (200,), generator=g)
     x_t, eps = q_sample(schedule, x0, t, generator=g)
     with torch.no_grad():
-        pred = model(x_t, t.float() / schedule.num_steps, torch.as_tensor(data.held_out.labels[:200]))
+        out = model(x_t, t.float() / schedule.num_steps, torch.as_tensor(data.held_out.labels[:200]))
+    pred = eps_from_output(schedule, x_t, t, out, model.config.prediction)  # a v-model's output, as ε
     return float(((pred - eps) ** 2).mean())
 
 

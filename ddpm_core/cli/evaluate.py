@@ -2,9 +2,9 @@
 
     python -m ddpm_core.cli.evaluate --checkpoint checkpoints/digits-base --per-class 100 --write
 
-It prints the JSON of :func:`ddpm_core.evaluate.evaluate` (accuracy and Fréchet distance for each
-guidance weight, next to the real-vs-real floor); ``--write`` also stores it under ``metrics`` in the
-checkpoint's ``config.json``.
+It prints the JSON of :func:`ddpm_core.evaluate.evaluate` (accuracy, Fréchet distance and the memorisation
+check for each guidance weight, next to the real-vs-real floor); ``--write`` also stores it under ``metrics``
+in the checkpoint's ``config.json``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ddpm_core.data import load_digits
 from ddpm_core.evaluate import evaluate
 from ddpm_core.paths import classifier_dir
 from ddpm_core.runtime import PRECISIONS, RUNTIMES, default_precision, default_runtime
-from ddpm_core.sampling import SamplerSettings
+from ddpm_core.sampling import MID_INTERVAL, NO_INTERVAL, SamplerSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ws", default="0,1,2,3,5", help="comma-separated guidance weights")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--steps", type=int, default=SamplerSettings().steps, help="sampler steps")
+    p.add_argument(
+        "--guide-everywhere", action="store_true", help="guide at every step, not only where 1 < σ ≤ 2 (the default)"
+    )
     p.add_argument(
         "--precision", choices=PRECISIONS, default=default_precision(), help="auto: time fp32 and bf16, keep the faster"
     )
@@ -47,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         load_digits("bundled"),
         [float(w) for w in args.ws.split(",")],
         args.per_class,
-        SamplerSettings(seed=args.seed, steps=args.steps, precision=args.precision, runtime=args.runtime),
+        SamplerSettings(
+            seed=args.seed,
+            steps=args.steps,
+            precision=args.precision,
+            runtime=args.runtime,
+            guidance_interval=NO_INTERVAL if args.guide_everywhere else MID_INTERVAL,
+        ),
     )
     print(json.dumps(metrics, indent=2))
     if args.write:

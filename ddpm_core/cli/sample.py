@@ -22,7 +22,17 @@ from ddpm_core.checkpoints import CheckpointError, load_checkpoint
 from ddpm_core.image_io import to_uint8
 from ddpm_core.pictures import denoising_frames, image_grid, save_gif, save_png
 from ddpm_core.runtime import PRECISIONS, RUNTIMES
-from ddpm_core.sampling import SAMPLERS, SPACINGS, SamplerSettings, StepInfo, Trajectory, sample, sampling_steps
+from ddpm_core.sampling import (
+    MID_INTERVAL,
+    NO_INTERVAL,
+    SAMPLERS,
+    SPACINGS,
+    SamplerSettings,
+    StepInfo,
+    Trajectory,
+    sample,
+    sampling_steps,
+)
 from ddpm_core.training import pick_device
 
 
@@ -48,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--spacing", choices=SPACINGS, default=d.spacing, help="which steps ddim/dpmpp visit")
     p.add_argument(
+        "--guide-everywhere", action="store_true", help="guide at every step, not only where 1 < σ ≤ 2 (the default)"
+    )
+    p.add_argument(
         "--precision", choices=PRECISIONS, default=d.precision, help="auto: time fp32 and bf16 here, keep the faster"
     )
     p.add_argument(
@@ -70,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         loaded.model.to(pick_device(args.device))
         labels = torch.tensor(classes).repeat_interleave(args.per_class)
         settings = SamplerSettings(
-            args.w, args.sampler, args.steps, args.eta, args.seed,
-            spacing=args.spacing, precision=args.precision, runtime=args.runtime,
+            w=args.w, sampler=args.sampler, steps=args.steps, eta=args.eta, seed=args.seed, spacing=args.spacing,
+            precision=args.precision, runtime=args.runtime,
+            guidance_interval=NO_INTERVAL if args.guide_everywhere else MID_INTERVAL,
         )  # fmt: skip
         total = sampling_steps(settings, loaded.schedule)
         trajectory = Trajectory.for_frames(total) if args.gif else None

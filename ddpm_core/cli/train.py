@@ -41,6 +41,7 @@ OVERRIDES = {
     "ema_decay": "ema_decay",
     "seed": "seed",
     "precision": "precision",
+    "checkpoint_every": "checkpoint_every_s",
 }
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULE_NAMES, default=TrainConfig().schedule.name)
     p.add_argument("--T", type=int, default=TrainConfig().schedule.num_steps, help="number of diffusion steps")
     p.add_argument("--precision", choices=PRECISIONS, help="auto: time fp32 and bf16 here, keep the faster")
+    p.add_argument("--checkpoint-every", type=float, help="seconds between checkpoints (default 60)")
     p.add_argument("--data", choices=["bundled", "mnist"], default="bundled")
     p.add_argument("--data-root", default="data", help="folder with MNIST/raw IDX files (for --data mnist)")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs a network)")
