@@ -4,10 +4,11 @@ Guidance convention (the DLI course's ``sample_w``): ε̃ = w·ε_θ(x_t, c) + (
 w = 0 is the unconditional model, w = 1 the plain conditional one, w > 1 pushes further toward the
 class. Ho & Salimans (2021) write the same thing as ε̃ = (1 + w′)·ε_c − w′·ε_∅, so w = 1 + w′.
 
-Guidance is applied only where the noise level σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in ``guidance_interval``
-(Kynkäänniemi et al. 2024); elsewhere the step is plainly conditional (w = 1, one network pass instead
-of two). At high noise guidance mostly costs variety and at low noise it changes little, so the default
-guides only in the middle (:data:`MID_INTERVAL`); :data:`NO_INTERVAL` guides every step, as Ho & Salimans do.
+Guidance beyond the conditional model (w > 1) is applied only where the noise level σ_t = √((1 − ᾱ_t)/ᾱ_t)
+lies in ``guidance_interval`` (Kynkäänniemi et al. 2024); elsewhere the step is plainly conditional (w = 1,
+one network pass instead of two). w ≤ 1 applies at every step, so w = 0 is still the unconditional model.
+At high noise guidance mostly costs variety and at low noise it changes little, so the default guides only
+in the middle (:data:`MID_INTERVAL`); :data:`NO_INTERVAL` guides every step, as Ho & Salimans do.
 
 Every sampler has one signature, ``sample(model, schedule, labels, settings, callback)``, and calls
 ``callback(StepInfo)`` after each step with the current x and the model's x̂_0 (for progress bars,
@@ -160,7 +161,9 @@ def guided_eps(
 
 
 def guidance_weight_at(schedule: NoiseSchedule, t: int, w: float, interval: tuple[float, float]) -> float:
-    """w where σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in (σ_lo, σ_hi], else 1: no guidance (Kynkäänniemi et al. 2024)."""
+    """w > 1 where σ_t = √((1 − ᾱ_t)/ᾱ_t) lies in (σ_lo, σ_hi], else 1 (Kynkäänniemi et al. 2024); w ≤ 1 everywhere."""
+    if w <= 1.0:  # no extra guidance to limit: w = 0 stays the unconditional model, w = 1 the conditional one
+        return w
     sigma = math.exp(-0.5 * float(schedule.log_snr[t]))
     lo, hi = interval
     return w if lo < sigma <= hi else 1.0

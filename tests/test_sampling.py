@@ -253,6 +253,9 @@ def test_guidance_interval_guides_only_inside_it() -> None:
     assert guidance_weight_at(schedule, t_mid, 3.0, (0.5 * sigma[t_mid], 2 * sigma[t_mid])) == 3.0
     assert guidance_weight_at(schedule, t_mid, 3.0, (2 * sigma[t_mid], 4 * sigma[t_mid])) == 1.0
     assert guidance_weight_at(schedule, t_mid, 3.0, (0.0, 0.5 * sigma[t_mid])) == 1.0
+    # w ≤ 1 is not extra guidance: it holds everywhere, so w = 0 stays unconditional
+    assert guidance_weight_at(schedule, t_mid, 0.0, (2 * sigma[t_mid], 4 * sigma[t_mid])) == 0.0
+    assert guidance_weight_at(schedule, t_mid, 0.5, (2 * sigma[t_mid], 4 * sigma[t_mid])) == 0.5
 
     model = random_unet()
     base = SamplerSettings(w=3.0, steps=5, precision="fp32", runtime="torch", seed=4, guidance_interval=NO_INTERVAL)
