@@ -62,7 +62,7 @@ GIF_FRAMES = 25  # a denoising GIF keeps about this many snapshots
 class SamplerSettings:
     """How to sample: guidance weight and interval, solver, steps, DDIM η, seed, step spacing, precision, runtime."""
 
-    w: float = 3.0
+    w: float = 4.0
     sampler: SamplerName = "dpmpp"
     steps: int = 10
     eta: float = 0.0
