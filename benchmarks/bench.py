@@ -70,12 +70,11 @@ from ddpm_core.runtime import Execution, choose_training, cpu_capability, race
 from ddpm_core.sampling import (
     NO_INTERVAL,
     SamplerSettings,
-    guidance_weight_at,
     guided_batch,
+    interval_as_json,
     sample,
     sampling_execution,
     starting_noise,
-    timesteps_for,
 )
 from ddpm_core.schedule import NoiseSchedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
@@ -327,11 +326,8 @@ def time_sampler(bench: Bench, settings: SamplerSettings, repeats: int) -> Sampl
         results.append(sample(bench.model, bench.schedule, TEN, settings, noise=noise))
 
     times = time_runs(run, repeats)
-    ts = timesteps_for(settings.sampler, settings.steps, bench.schedule, settings.spacing)
-    # two images per digit where the step is guided, one where it is not (FLOPs are linear in the batch)
-    weights = [guidance_weight_at(bench.schedule, t, settings.w, settings.guidance_interval) for t in ts]
-    images_per_digit = sum(guided_batch(1, w) for w in weights)
-    gflop = forward_flops(bench.model, len(TEN)) * images_per_digit / 1e9
+    # FLOPs are linear in the batch: a pass over ten digits, times the images the sampler sent per digit
+    gflop = forward_flops(bench.model, len(TEN)) * results[-1].network_images / len(TEN) / 1e9
     return SamplerTiming(times, statistics.median(times), results[-1], gflop)
 
 
@@ -362,7 +358,7 @@ def bench_default(bench: Bench) -> None:
         bench, "ten_digits_default_s", timing,
         settings={
             "sampler": settings.sampler, "steps": settings.steps, "spacing": settings.spacing, "w": settings.w,
-            "guidance_interval": [v if math.isfinite(v) else None for v in settings.guidance_interval],
+            "guidance_interval": interval_as_json(settings.guidance_interval),
             "precision": settings.precision, "runtime": settings.runtime,
         },
         **extra,

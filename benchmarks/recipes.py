@@ -7,10 +7,10 @@ Run it from the repository root (each variant trains for ``--minutes`` from scra
     python -m benchmarks.recipes --precision fp32 --out recipes.jsonl
 
 Every variant trains on the same 4,000 shipped digits with the same seed and time budget, then samples
-100 digits per class at the app's defaults (DPM-Solver++ 6 steps, w = 2, guidance in the middle interval)
-and again with guidance at every step. The lines report the steps it managed, the classifier's accuracy on
-those 1,000 digits and their Fréchet distance to the 1,000 held-out digits (the project's classifier
-features), next to ``cpu_capability`` and the precision it trained in.
+100 digits per class at the app's defaults (``SamplerSettings()``: DPM-Solver++ 10 steps, w = 4, guidance
+only where 1 < σ ≤ 2) and again with guidance at every step. The lines report the steps it managed, the
+classifier's accuracy on those 1,000 digits and their Fréchet distance to the 1,000 held-out digits (the
+project's classifier features), next to ``cpu_capability`` and the precision it trained in.
 To see what the AVX2-only path does on a CPU with native bf16, run it with
 ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ... --precision fp32``.
 

@@ -21,7 +21,6 @@ From the command line, recording the result in the checkpoint's ``config.json``:
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -31,7 +30,7 @@ import torch
 from ddpm_core.checkpoints import LoadedModel
 from ddpm_core.classifier import DigitClassifier, classify, frechet_distance
 from ddpm_core.data import DigitData, to_model_range
-from ddpm_core.sampling import SamplerSettings, sample
+from ddpm_core.sampling import SamplerSettings, interval_as_json, sample
 
 NEAR_COPY_RATIO = 1 / 3
 NEIGHBOURS = 50
@@ -66,11 +65,22 @@ def near_copies(distances: torch.Tensor, ratio: float = NEAR_COPY_RATIO) -> torc
     return distances[:, 0] < ratio * distances[:, 1:].mean(dim=1)
 
 
-def memorisation_check(samples: torch.Tensor, data: DigitData, neighbours: int = NEIGHBOURS) -> Memorisation:
-    """Samples against the held-out real digits: median distance to the nearest training digit, near-copy shares."""
-    train = to_model_range(data.train.images)
-    fake = nearest_distances(samples, train, neighbours + 1)
-    real = nearest_distances(to_model_range(data.held_out.images), train, neighbours + 1)
+def training_neighbours(images: torch.Tensor, data: DigitData, neighbours: int = NEIGHBOURS) -> torch.Tensor:
+    """Distances from each image to its nearest training digit and the ``neighbours`` after it (see above)."""
+    return nearest_distances(images, to_model_range(data.train.images), neighbours + 1)
+
+
+def memorisation_check(
+    samples: torch.Tensor, data: DigitData, neighbours: int = NEIGHBOURS, real: torch.Tensor | None = None
+) -> Memorisation:
+    """Samples against the held-out real digits: median distance to the nearest training digit, near-copy shares.
+
+    ``real`` is :func:`training_neighbours` of the held-out digits, for a caller that checks several sets of
+    samples against the same data; it is computed here when not given.
+    """
+    fake = training_neighbours(samples, data, neighbours)
+    if real is None:
+        real = training_neighbours(to_model_range(data.held_out.images), data, neighbours)
     return Memorisation(
         sample_nearest_median=float(fake[:, 0].median()),
         real_nearest_median=float(real[:, 0].median()),
@@ -100,7 +110,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Accuracy, Fréchet distance and the memorisation check of guided samples for each w, with the sample counts."""
     settings = settings or SamplerSettings()
-    real = classify(classifier, to_model_range(data.held_out.images)).features
+    held_out = to_model_range(data.held_out.images)
+    real = classify(classifier, held_out).features
+    real_neighbours = training_neighbours(held_out, data)  # the memorisation check's reference, the same for every w
     labels = torch.arange(10).repeat_interleave(per_class)
     rows = []
     executions = {}
@@ -118,7 +130,7 @@ def evaluate(
                 "w": w,
                 "accuracy": round(verdict.accuracy(labels), 4),
                 "frechet_distance": round(frechet_distance(verdict.features, real), 3),
-                "memorisation": memorisation_check(samples, data).as_dict(),
+                "memorisation": memorisation_check(samples, data, real=real_neighbours).as_dict(),
                 "samples": len(labels),
                 "seconds": round(seconds, 1),
             }
@@ -129,7 +141,7 @@ def evaluate(
             "steps": settings.steps,
             "eta": settings.eta,
             "spacing": settings.spacing,
-            "guidance_interval": [v if math.isfinite(v) else None for v in settings.guidance_interval],
+            "guidance_interval": interval_as_json(settings.guidance_interval),
         },
         "execution": [e.as_dict() for e in executions.values()],
         "held_out_images": len(data.held_out),

@@ -92,8 +92,9 @@ class SampleResult:
     images: torch.Tensor
     labels: torch.Tensor
     seconds: float
-    network_evaluations: int
+    network_evaluations: int  # batched network calls, one per step
     execution: Execution
+    network_images: int = 0  # images through the network in all: 2 per sample on a guided step, else 1
 
 
 class SamplingCancelled(Exception):
@@ -158,6 +159,11 @@ def guided_eps(
         out_cond, out_uncond = both.chunk(2)
         out = w * out_cond + (1.0 - w) * out_uncond
     return eps_from_output(schedule, x, t, out, prediction)
+
+
+def interval_as_json(interval: tuple[float, float]) -> list[float | None]:
+    """A guidance interval for JSON: an open upper end (∞, which strict JSON lacks) becomes null."""
+    return [v if math.isfinite(v) else None for v in interval]
 
 
 def guidance_weight_at(schedule: NoiseSchedule, t: int, w: float, interval: tuple[float, float]) -> float:
@@ -255,7 +261,7 @@ def sample(
     net = network(model, execution)
     prediction = prediction_of(model)
     start = time.perf_counter()
-    evals = 0
+    evals = images = 0
     prev_x0: torch.Tensor | None = None
     h_prev: torch.Tensor | None = None
     try:
@@ -266,6 +272,7 @@ def sample(
                 w = guidance_weight_at(schedule, t, settings.w, settings.guidance_interval)
                 eps = guided_eps(net, x, t_batch, labels, w, schedule, prediction)
                 evals += 1
+                images += guided_batch(len(labels), w)
                 z = torch.randn(x.shape, generator=generator).to(device)
                 if settings.sampler == "ddpm":
                     step = ddpm_step(schedule, x, t_batch, eps, clip_x0=settings.clip_x0, noise=z)
@@ -282,7 +289,8 @@ def sample(
                     callback(StepInfo(i, len(ts), t, x, step.pred_x0))
     finally:
         model.train(was_training)
-    return SampleResult(x.clamp(-1, 1).cpu(), labels.cpu(), time.perf_counter() - start, evals, execution)
+    seconds = time.perf_counter() - start
+    return SampleResult(x.clamp(-1, 1).cpu(), labels.cpu(), seconds, evals, execution, network_images=images)
 
 
 @dataclass

@@ -259,10 +259,14 @@ def test_guidance_interval_guides_only_inside_it() -> None:
 
     model = random_unet()
     base = SamplerSettings(w=3.0, steps=5, precision="fp32", runtime="torch", seed=4, guidance_interval=NO_INTERVAL)
-    everywhere = sample(model, schedule, [1, 2], replace(base, guidance_interval=(0.0, 1e9))).images
+    guided = sample(model, schedule, [1, 2], replace(base, guidance_interval=(0.0, 1e9)))
+    everywhere = guided.images
     torch.testing.assert_close(everywhere, sample(model, schedule, [1, 2], base).images)
-    nowhere = sample(model, schedule, [1, 2], replace(base, guidance_interval=(1e8, 1e9))).images
+    unguided = sample(model, schedule, [1, 2], replace(base, guidance_interval=(1e8, 1e9)))
+    nowhere = unguided.images
     torch.testing.assert_close(nowhere, sample(model, schedule, [1, 2], replace(base, w=1.0)).images)
+    # images through the network: 2 labels × 5 steps, doubled on every guided step
+    assert (guided.network_images, unguided.network_images) == (2 * 2 * 5, 2 * 5)
     assert not torch.allclose(nowhere, everywhere)
     with pytest.raises(ValueError, match="guidance interval"):
         sample(model, schedule, [1], replace(base, guidance_interval=(2.0, 1.0)))
