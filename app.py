@@ -38,7 +38,7 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Train or load", id="train"):
                 train_tab.build_tab(demo)
             with gr.Tab("Sample", id="sample"):
-                sample_tab.build_tab()
+                sample_tab.build_tab(demo)
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

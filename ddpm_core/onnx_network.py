@@ -31,24 +31,31 @@ def available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
 
 
+def input_names(model: nn.Module) -> tuple[str, ...]:
+    """The graph's inputs: x, t and labels, and w for a student that takes the guidance weight."""
+    return (*INPUT_NAMES, "w") if getattr(model.config, "guidance_input", False) else INPUT_NAMES  # type: ignore[attr-defined]
+
+
 def export_onnx(model: nn.Module) -> bytes:
-    """The model as an ONNX graph f(x [B,C,H,W], t/T [B], labels [B]) → ε, with a free batch size."""
+    """The model as an ONNX graph f(x [B,C,H,W], t/T [B], labels [B][, w [B]]) → ε, with a free batch size."""
     cfg = model.config  # type: ignore[attr-defined]
     x = torch.zeros(2, cfg.image_channels, cfg.image_size, cfg.image_size)
     t = torch.full((2,), 0.5)
     labels = torch.zeros(2, dtype=torch.long)
+    names = input_names(model)
+    inputs = (x, t, labels, torch.full((2,), 2.0)) if "w" in names else (x, t, labels)
     buffer = io.BytesIO()
     was_training = model.training
     model.eval()
-    batch_axis = {name: {0: "batch"} for name in (*INPUT_NAMES, "eps")}
+    batch_axis = {name: {0: "batch"} for name in (*names, "eps")}
     try:
         with torch.no_grad(), unfused_attention(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
             torch.onnx.export(
                 model,
-                (x, t, labels),
+                inputs,
                 buffer,
-                input_names=list(INPUT_NAMES),
+                input_names=list(names),
                 output_names=["eps"],
                 dynamic_axes=batch_axis,
                 opset_version=OPSET,
@@ -72,12 +79,14 @@ class OnnxNetwork:
         options.log_severity_level = 3  # errors only
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
         feeds = {
             "x": np.ascontiguousarray(x.detach().float().cpu().numpy()),
             "t": np.ascontiguousarray(t_in.detach().float().cpu().numpy()),
             "labels": np.ascontiguousarray(labels.detach().long().cpu().numpy()),
         }
+        if w:
+            feeds["w"] = np.ascontiguousarray(w[0].detach().float().cpu().numpy())
         (eps,) = self.session.run(None, feeds)
         return torch.from_numpy(eps)
 

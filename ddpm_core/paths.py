@@ -3,7 +3,7 @@
 Every location is read when it is asked for, so an environment variable set before a call takes effect:
 
 * ``DDPM_PLAYGROUND_ASSETS`` — the folder holding ``mnist_5k.npz`` and the example photo;
-* ``DDPM_PLAYGROUND_CHECKPOINTS`` — the folder holding ``digits-base/`` and ``classifier/``;
+* ``DDPM_PLAYGROUND_CHECKPOINTS`` — the folder holding ``digits-base/``, ``digits-live/`` and ``classifier/``;
 * ``DDPM_PLAYGROUND_HOME`` — where in-app training runs, uploads and generated files go.
 
 Without them, assets and checkpoints are the folders of that name in the source checkout (beside
@@ -46,6 +46,11 @@ def checkpoints_dir() -> Path:
 def shipped_model_dir() -> Path:
     """The digit model the app starts with."""
     return checkpoints_dir() / "digits-base"
+
+
+def student_model_dir() -> Path:
+    """The few-step student distilled from the shipped model, for live guidance."""
+    return checkpoints_dir() / "digits-live"
 
 
 def classifier_dir() -> Path:

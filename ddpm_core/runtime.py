@@ -300,14 +300,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _dummy_batch(model: nn.Module, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs of the right shape for timing: noise, t/T = 0.5, labels cycling through the classes and ∅."""
+def _dummy_batch(model: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
+    """Inputs of the right shape for timing: noise, t/T = 0.5, labels cycling through the classes and ∅,
+    and w = 3 for a student that takes the guidance weight as an input."""
     cfg = model.config  # type: ignore[attr-defined]
     device = _device_of(model)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, cfg.image_channels, cfg.image_size, cfg.image_size, generator=gen).to(device)
     t = torch.full((batch,), 0.5, device=device)
     labels = (torch.arange(batch) % (cfg.num_classes + 1)).to(device)
+    if getattr(cfg, "guidance_input", False):
+        return x, t, labels, torch.full((batch,), 3.0, device=device)
     return x, t, labels
 
 
@@ -320,18 +323,18 @@ def autocast(precision: str, device: torch.device | str) -> Iterator[None]:
 
 
 def torch_network(model: nn.Module, precision: str) -> Callable[..., torch.Tensor]:
-    """ε_θ(x, t/T, labels) in PyTorch at ``precision``, always returned as float32; call under inference_mode."""
+    """ε_θ(x, t/T, labels[, w]) in PyTorch at ``precision``, always returned as float32; call under inference_mode."""
     device = _device_of(model)
 
-    def run(x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def run(x: torch.Tensor, t_in: torch.Tensor, labels: torch.Tensor, *w: torch.Tensor) -> torch.Tensor:
         with autocast(precision, device):
-            return model(x, t_in, labels).float()
+            return model(x, t_in, labels, *w).float()
 
     return run
 
 
 def network(model: nn.Module, execution: Execution) -> Callable[..., torch.Tensor]:
-    """The network as ``execution`` says to run it: f(x, t/T, labels) → ε as float32."""
+    """The network as ``execution`` says to run it: f(x, t/T, labels[, w]) → its output as float32."""
     return _network_as(model, execution.name)
 
 
@@ -413,12 +416,12 @@ def choose_inference(model: nn.Module, batch: int, precision: str = "auto", runt
 
     def make(name: str) -> Callable[[int], Callable[[], Any]]:
         def at(b: int) -> Callable[[], Any]:
-            x, t, labels = _dummy_batch(model, b)
+            inputs = _dummy_batch(model, b)
             fn = _network_as(model, name)
 
             def call() -> None:
                 with torch.inference_mode():
-                    fn(x, t, labels)
+                    fn(*inputs)
                 _sync(device)
 
             return call
@@ -451,11 +454,11 @@ def choose_training(model: nn.Module, batch: int, precision: str = "auto") -> Ex
             if not scratch:  # a private copy, so timing never touches the real weights or their gradients
                 scratch.append(copy.deepcopy(model).train())
             net = scratch[0]
-            x, t, labels = _dummy_batch(net, b)
+            inputs = _dummy_batch(net, b)
 
             def call() -> None:
                 with autocast(prec, device):
-                    out = net(x, t, labels)
+                    out = net(*inputs)
                 out.float().square().mean().backward()
                 net.zero_grad(set_to_none=True)
                 _sync(device)

@@ -46,7 +46,7 @@ from torch import nn
 from ddpm_core.diffusion import ddim_step, ddpm_step, dpm_solver_pp_step, eps_from_output, predict_x0
 from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime, network
 from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.unet import NULL_LABEL, NUM_CLASSES, prediction_of
+from ddpm_core.unet import NULL_LABEL, NUM_CLASSES, prediction_of, takes_guidance
 
 SamplerName = Literal["ddpm", "ddim", "dpmpp"]
 SAMPLERS: tuple[str, ...] = ("dpmpp", "ddim", "ddpm")
@@ -129,9 +129,10 @@ def validate_settings(settings: SamplerSettings, schedule: NoiseSchedule) -> Non
         raise ValueError(f"unknown step spacing {settings.spacing!r}; choose one of {', '.join(SPACINGS)}")
 
 
-def guided_batch(n: int, w: float) -> int:
-    """Images per network pass when guiding ``n``: 2n (conditional + unconditional) unless w is 0 or 1."""
-    return n if w in (0.0, 1.0) else 2 * n
+def guided_batch(n: int, w: float, w_input: bool = False) -> int:
+    """Images per network pass when guiding ``n``: 2n (conditional + unconditional) unless w is 0 or 1,
+    or the network is a student that takes w as an input (one pass)."""
+    return n if w_input or w in (0.0, 1.0) else 2 * n
 
 
 def guided_eps(
@@ -139,24 +140,31 @@ def guided_eps(
     x: torch.Tensor,
     t: torch.Tensor,
     labels: torch.Tensor,
-    w: float,
+    w: float | torch.Tensor,
     schedule: NoiseSchedule,
     prediction: str = "eps",
+    w_input: bool = False,
 ) -> torch.Tensor:
     """ε̃ = w·ε(x, c) + (1 − w)·ε(x, ∅), with ε_c and ε_∅ from one batched pass of ``net`` (a model or runtime).
 
-    A v-model's two outputs are mixed the same way and then turned into ε: the map from v to ε is affine
-    and the weights sum to one, so mixing before or after gives the same ε̃.
+    ``w`` is one number or one per image. A v-model's two outputs are mixed the same way and then turned
+    into ε: the map from v to ε is affine and the weights sum to one, so mixing before or after gives the
+    same ε̃. A distilled student (``w_input``) was trained to output ε̃ itself: w goes in, one pass, no ∅ half.
     """
     t_in = t.float() / schedule.num_steps
-    null = torch.full_like(labels, NULL_LABEL)
-    if w == 1.0:  # plain conditional: the unconditional half has weight 0
+    if w_input:
+        w_in = torch.as_tensor(w, dtype=torch.float32, device=x.device).expand(len(x))
+        out = net(x, t_in, labels, w_in).float()
+    elif not torch.is_tensor(w) and w == 1.0:  # plain conditional: the unconditional half has weight 0
         out = net(x, t_in, labels).float()
-    elif w == 0.0:  # unconditional
-        out = net(x, t_in, null).float()
+    elif not torch.is_tensor(w) and w == 0.0:  # unconditional
+        out = net(x, t_in, torch.full_like(labels, NULL_LABEL)).float()
     else:
+        null = torch.full_like(labels, NULL_LABEL)
         both = net(torch.cat([x, x]), torch.cat([t_in, t_in]), torch.cat([labels, null])).float()
         out_cond, out_uncond = both.chunk(2)
+        w = torch.as_tensor(w, dtype=torch.float32, device=x.device)
+        w = w.reshape(-1, *([1] * (x.ndim - 1))) if w.ndim else w
         out = w * out_cond + (1.0 - w) * out_uncond
     return eps_from_output(schedule, x, t, out, prediction)
 
@@ -177,7 +185,8 @@ def guidance_weight_at(schedule: NoiseSchedule, t: int, w: float, interval: tupl
 
 def sampling_execution(model: nn.Module, n: int, settings: SamplerSettings) -> Execution:
     """How the network runs when sampling ``n`` images with ``settings`` (guided batch, precision, runtime)."""
-    return choose_inference(model, guided_batch(n, settings.w), settings.precision, settings.runtime)
+    batch = guided_batch(n, settings.w, takes_guidance(model))
+    return choose_inference(model, batch, settings.precision, settings.runtime)
 
 
 def starting_noise(model: nn.Module, n: int, seed: int | torch.Generator) -> torch.Tensor:
@@ -243,11 +252,19 @@ def sample(
     settings: SamplerSettings | None = None,
     callback: Callable[[StepInfo], None] | None = None,
     noise: torch.Tensor | None = None,
+    ws: Sequence[float] | torch.Tensor | None = None,
 ) -> SampleResult:
-    """Draw one image per label with guidance weight ``settings.w``; reproducible from ``settings.seed``."""
+    """Draw one image per label with guidance weight ``settings.w``; reproducible from ``settings.seed``.
+
+    ``ws`` gives each image a guidance weight of its own instead; only a distilled student, which takes w as
+    an input, can do that in one batch (several people's requests at once, see :func:`sample_together`).
+    """
     settings = settings or SamplerSettings()  # built per call: the precision and runtime defaults read the environment
     validate_settings(settings, schedule)
     labels = validate_labels(labels)
+    w_input = takes_guidance(model)  # a distilled student: w is an input at every step, one pass
+    if ws is not None:
+        ws = _per_image_weights(ws, len(labels), w_input)
     device = next(model.parameters()).device
     labels = labels.to(device)
     generator = torch.Generator(device="cpu").manual_seed(int(settings.seed))
@@ -269,10 +286,13 @@ def sample(
             for i, t in enumerate(ts):
                 t_prev = ts[i + 1] if i + 1 < len(ts) else -1
                 t_batch = torch.full((len(labels),), t, dtype=torch.long, device=device)
-                w = guidance_weight_at(schedule, t, settings.w, settings.guidance_interval)
-                eps = guided_eps(net, x, t_batch, labels, w, schedule, prediction)
+                if w_input:
+                    w = settings.w if ws is None else ws.to(device)
+                else:
+                    w = guidance_weight_at(schedule, t, settings.w, settings.guidance_interval)
+                eps = guided_eps(net, x, t_batch, labels, w, schedule, prediction, w_input)
                 evals += 1
-                images += guided_batch(len(labels), w)
+                images += guided_batch(len(labels), w, w_input)
                 z = torch.randn(x.shape, generator=generator).to(device)
                 if settings.sampler == "ddpm":
                     step = ddpm_step(schedule, x, t_batch, eps, clip_x0=settings.clip_x0, noise=z)
@@ -291,6 +311,44 @@ def sample(
         model.train(was_training)
     seconds = time.perf_counter() - start
     return SampleResult(x.clamp(-1, 1).cpu(), labels.cpu(), seconds, evals, execution, network_images=images)
+
+
+def _per_image_weights(ws: Sequence[float] | torch.Tensor, n: int, w_input: bool) -> torch.Tensor:
+    """Per-image guidance weights as a float tensor, checked: a student only, one per image, each in range."""
+    if not w_input:
+        raise ValueError("one guidance weight per image needs a distilled student (a model that takes w as an input)")
+    ws = torch.as_tensor(ws, dtype=torch.float32).flatten()
+    if len(ws) != n:
+        raise ValueError(f"give one guidance weight per image: {len(ws)} weights for {n} images")
+    if bool(((ws < W_MIN) | (ws > W_MAX) | ws.isnan()).any()):
+        raise ValueError(f"guidance weights must lie in {W_MIN}…{W_MAX}")
+    return ws
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """One person's request in a shared batch: the classes to draw, their guidance weight and seed."""
+
+    labels: tuple[int, ...]
+    w: float
+    seed: int
+
+
+def sample_together(
+    model: nn.Module, schedule: NoiseSchedule, requests: Sequence[SampleRequest], settings: SamplerSettings
+) -> list[torch.Tensor]:
+    """Several requests to a distilled student in one batch; each gets the images it would get alone.
+
+    Each request's starting noise comes from its own seed (:func:`starting_noise`) and each image carries its
+    request's w, so batching changes only the cost: one network pass per step for everyone.
+    """
+    if not requests:
+        return []
+    labels = [validate_labels(list(r.labels)) for r in requests]
+    noise = torch.cat([starting_noise(model, len(lab), r.seed) for lab, r in zip(labels, requests, strict=True)])
+    ws = torch.cat([torch.full((len(lab),), float(r.w)) for lab, r in zip(labels, requests, strict=True)])
+    result = sample(model, schedule, torch.cat(labels), settings, noise=noise, ws=ws)
+    return list(result.images.split([len(lab) for lab in labels]))
 
 
 @dataclass

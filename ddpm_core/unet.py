@@ -27,6 +27,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 NUM_CLASSES = 10
 NULL_LABEL = NUM_CLASSES  # index of the learnable "no class" embedding
+GUIDANCE_SCALE = 10.0  # w enters its embedding as w / 10, so guidance weights 0…10 span the range t/T does
 PREDICTIONS: tuple[str, ...] = ("eps", "v")
 
 
@@ -42,6 +43,7 @@ class UNetConfig:
     attention_heads: int = 4
     groups: int = 8
     prediction: str = "eps"  # what the output means: the noise ε, or the velocity v (Salimans & Ho 2022)
+    guidance_input: bool = False  # a distilled student: takes the guidance weight w as a 4th input (Meng et al. 2023)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,6 +161,23 @@ class SinusoidalPositionEmbedBlock(nn.Module):
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
+class GuidanceEmbedBlock(nn.Module):
+    """The guidance weight w as an embedding added to the time and class ones (Meng et al. 2023, §4.1).
+
+    Sinusoidal features of w / ``GUIDANCE_SCALE``, then Linear → GELU → Linear. The last layer starts at
+    zero, so a student made from a teacher's weights starts out as the teacher's conditional model.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(SinusoidalPositionEmbedBlock(dim), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.net(w.float() / GUIDANCE_SCALE)
+
+
 @contextlib.contextmanager
 def unfused_attention() -> Iterator[None]:
     """Run nn.MultiheadAttention as plain matmuls: its fused inference kernels are invisible to FLOP counters
@@ -206,6 +225,7 @@ class ContextUNet(nn.Module):
             nn.Linear(config.embed_dim, config.embed_dim),
         )
         self.class_embed = nn.Embedding(config.num_classes + 1, config.embed_dim)  # last row: "no class"
+        self.guidance_embed = GuidanceEmbedBlock(config.embed_dim) if config.guidance_input else None
         self.stem = ResidualConvBlock(config.image_channels, c0, g)
         self.down1 = DownBlock(c0, c1, g)
         self.down2 = DownBlock(c1, c2, g)
@@ -218,9 +238,18 @@ class ContextUNet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Predict ε from x_t [B, C, H, W], t/T [B] in [0, 1] and labels [B] (``NULL_LABEL`` = no class)."""
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, w: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Predict ε (or v) from x_t [B, C, H, W], t/T [B] in [0, 1], labels [B] (``NULL_LABEL`` = no class)
+        and, for a guidance-distilled student only, the guidance weight w [B]."""
         emb = self.time_embed(t) + self.class_embed(labels)
+        if self.guidance_embed is not None:
+            if w is None:
+                raise ValueError("this network was distilled to take the guidance weight w as an input")
+            emb = emb + self.guidance_embed(w)
+        elif w is not None:
+            raise ValueError("this network takes no guidance weight: guide it with two passes (guided_eps)")
         h0 = self.stem(x)  # 28×28
         h1 = self.down1(h0)  # 14×14
         h2 = self.down2(h1)  # 7×7
@@ -234,6 +263,11 @@ class ContextUNet(nn.Module):
 def prediction_of(model: nn.Module) -> str:
     """What a network's output means ('eps' or 'v'); a stand-in without a config predicts ε."""
     return getattr(getattr(model, "config", None), "prediction", "eps")
+
+
+def takes_guidance(model: nn.Module) -> bool:
+    """True for a guidance-distilled student, which takes w as an input and needs no unconditional pass."""
+    return bool(getattr(getattr(model, "config", None), "guidance_input", False))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,12 +1,17 @@
 """Tab 4, "Sample": digits per class under a classifier-free-guidance slider, with the classifier's verdict.
 
-The main button streams the model's current x̂₀ while it samples, then shows a verdict sheet, a two-track
-denoising GIF and the files. Two accordions below: the same noise at several w (a guidance sweep), and
-the same noise through every sampler.
+At the top, live guidance: a few-step student distilled from the shipped model takes w as an input, so
+dragging the w slider re-renders the same ten digits (same starting noise) as it moves; everyone dragging
+at once shares one batch (Gradio's ``batch=True``). One click shows the teacher's full sampler beside it.
+Below, the main button streams the model's current x̂₀ while it samples, then shows a verdict sheet, a
+two-track denoising GIF and the files. Two accordions: the same noise at several w (a guidance sweep), and
+the same noise through every sampler; both include the student.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -18,14 +23,17 @@ import torch
 from ddpm_core import pictures
 from ddpm_core.classifier import classify, diversity
 from ddpm_core.data import to_model_range
+from ddpm_core.distillation import student_w_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.sampling import (
     MID_INTERVAL,
     NO_INTERVAL,
     BackgroundSampling,
+    SampleRequest,
     SamplerSettings,
     Trajectory,
     sample,
+    sample_together,
     sampling_steps,
     starting_noise,
     validate_labels,
@@ -53,6 +61,18 @@ OK_COLOR, BAD_COLOR = (22, 120, 50), (200, 30, 30)
 GIF_SCALE = 2
 STREAM_EVERY_S = 0.3  # how often a running sampler's x̂₀ is streamed to the page
 COMPARISONS: tuple[tuple[str, int], ...] = (("ddpm", 0), ("ddim", 50), ("ddim", 10), ("dpmpp", 15), ("dpmpp", 6))
+LIVE_DEFAULT_W = 3.0
+LIVE_MAX_BATCH = 16  # requests (people) sampled together in one batch
+LIVE_SCALE = 3
+STUDENT_LABEL = "distilled student"
+
+LIVE_INTRO = r"""
+### Live guidance: drag w
+A student network, distilled from the shipped model, takes $w$ as an input and gives the guided
+$\tilde\epsilon_w$ in **one** pass, in 4 steps instead of the teacher's 10 steps × 2 passes
+([Meng et al. 2023](https://arxiv.org/abs/2210.03142)). So the same ten starting noises can be redrawn while
+you drag: watch each digit get thicker, more typical and less varied as $w$ grows.
+"""
 
 INTRO = r"""
 ### Sampling with classifier-free guidance
@@ -191,34 +211,55 @@ def guidance_sweep(
     noise = starting_noise(loaded.model, len(labels), base.seed)
     k = int(float(per_class))
     first_of_class = np.arange(0, len(labels), k)
-    rows, captions, accuracy, spread = [], [], [], []
+    student = state.student()
+    student_top = student_w_range(student)[1]
+    rows, captions = [], []
+    curves: dict[str, dict[str, list[float]]] = {"accuracy": {}, "diversity": {}}
     for w in progress.tqdm(ws, desc="sweeping w"):
-        result = sample(loaded.model, loaded.schedule, labels, replace(base, w=w), noise=noise)
-        verdict = classify(state.classifier(), result.images)
-        accuracy.append(verdict.accuracy(result.labels))
-        spread.append(diversity(verdict.features, result.labels.numpy()))
-        rows.append(to_uint8(result.images)[first_of_class])
-        captions.append(f"w = {w:g}: {100 * accuracy[-1]:.0f}% read correctly, diversity {spread[-1]:.2f}")
+        runs = [("", loaded, replace(base, w=w))]
+        if w <= student_top:  # the student was distilled for w in 0…w_max only
+            runs.append((STUDENT_LABEL, student, replace(state.student_live_settings(), w=w, seed=base.seed)))
+        for who, model, settings in runs:
+            result = sample(model.model, model.schedule, labels, settings, noise=noise)
+            verdict = classify(state.classifier(), result.images)
+            accuracy = verdict.accuracy(result.labels)
+            spread = diversity(verdict.features, result.labels.numpy())
+            name = who or "live model"
+            curves["accuracy"].setdefault(name, [math.nan] * len(ws))[ws.index(w)] = accuracy
+            curves["diversity"].setdefault(name, [math.nan] * len(ws))[ws.index(w)] = spread
+            rows.append(to_uint8(result.images)[first_of_class])
+            tag = f" ({who}, {result.network_images // len(labels)} passes)" if who else ""
+            captions.append(f"w = {w:g}{tag}: {100 * accuracy:.0f}% read correctly, diversity {spread:.2f}")
     sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE)
     order = np.argsort(ws)
     plot = pictures.render_curves(
         np.array(ws)[order],
         [
             pictures.CurvePanel(
-                "classifier accuracy", "accuracy", {"accuracy": np.array(accuracy)[order]}, ylim=(0, 1.02)
+                "classifier accuracy", "accuracy",
+                {name: np.array(v)[order] for name, v in curves["accuracy"].items()}, ylim=(0, 1.02),
             ),
             pictures.CurvePanel(
-                "diversity (mean feature distance within a class)", "diversity", {"diversity": np.array(spread)[order]}
+                "diversity (mean feature distance within a class)", "diversity",
+                {name: np.array(v)[order] for name, v in curves["diversity"].items()},
             ),
         ],
         xlabel="guidance weight w",
-    ).image
-    table = "| w | accuracy | diversity |\n|---|---|---|\n" + "\n".join(
-        f"| {w:g} | {100 * a:.0f}% | {d:.2f} |" for w, a, d in zip(ws, accuracy, spread, strict=True)
+    ).image  # fmt: skip
+
+    def cell(name: str, what: str, i: int, fmt: str) -> str:
+        value = curves[what].get(name, [math.nan] * len(ws))[i]
+        return "–" if math.isnan(value) else fmt.format(value)
+
+    table = "| w | accuracy | diversity | student accuracy | student diversity |\n|---|---|---|---|---|\n" + "\n".join(
+        f"| {w:g} | {cell('live model', 'accuracy', i, '{:.0%}')} | {cell('live model', 'diversity', i, '{:.2f}')} "
+        f"| {cell(STUDENT_LABEL, 'accuracy', i, '{:.0%}')} | {cell(STUDENT_LABEL, 'diversity', i, '{:.2f}')} |"
+        for i, w in enumerate(ws)
     )
     note = (
         f"Same starting noise for every row ({len(labels)} digits per w, {k} per class; the sheet shows the "
-        "first of each class). Higher w usually raises accuracy and lowers diversity.\n\n" + table
+        "first of each class). Higher w usually raises accuracy and lowers diversity. Under each w, the "
+        f"{STUDENT_LABEL} (4 one-pass steps, w as an input; w ≤ {student_top:g} only) from the same noise.\n\n" + table
     )
     return sheet, plot, note
 
@@ -240,16 +281,132 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
         label = f"{name.upper()} {result.network_evaluations} steps"
         captions.append(f"{label}: {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
         lines.append(f"| {label} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
+    student = state.student()
+    if float(w) <= student_w_range(student)[1]:
+        settings = replace(state.student_live_settings(), w=float(w), seed=seed)
+        result = sample(student.model, student.schedule, labels, settings, noise=noise)
+        acc = classify(state.classifier(), result.images).accuracy(result.labels)
+        rows.append(to_uint8(result.images))
+        label = f"{STUDENT_LABEL} {result.network_evaluations} steps"
+        captions.append(f"{label} (one pass each): {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
+        lines.append(f"| {label} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
     note = (
         "Every row starts from the same $x_T$. DDPM adds fresh noise at each of its T steps; DDIM with "
-        "η = 0 and DPM-Solver++ are deterministic given $x_T$.\n\n| sampler | time | accuracy |\n|---|---|---|\n"
-        + "\n".join(lines)
+        "η = 0 and DPM-Solver++ are deterministic given $x_T$. The last row is the student distilled from the "
+        "shipped model: DDIM in 4 steps, one pass each, w as an input."
+        "\n\n| sampler | time | accuracy |\n|---|---|---|\n" + "\n".join(lines)
     )
     return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
 
 
-def build_tab() -> None:
+def _live_request(classes: Any, w: Any, seed: Any) -> SampleRequest:
+    """One person's live-guidance inputs, checked against the student's range of w."""
+    chosen = tuple(sorted({int(c) for c in (classes or [])}))
+    if not chosen:
+        raise ValueError("Choose at least one digit class.")
+    validate_labels(list(chosen))
+    lo, hi = student_w_range(state.student())
+    try:
+        w = float(w)
+    except (TypeError, ValueError):
+        raise ValueError("The guidance weight w must be a number.") from None
+    if not lo <= w <= hi:
+        raise ValueError(f"The student was distilled for w in {lo:g}…{hi:g}; got {w:g}.")
+    return SampleRequest(chosen, w, parse_seed(seed))
+
+
+def live_sheet(images: torch.Tensor) -> np.ndarray:
+    """One row of digits, enlarged, for the live view."""
+    return pictures.image_grid(to_uint8(images), nrow=len(images), scale=LIVE_SCALE, pad=1)
+
+
+def live_digits(classes: list[Any], ws: list[Any], seeds: list[Any]) -> tuple[list[Any], list[str]]:
+    """Live guidance for a batch of requests (Gradio ``batch=True``: one list per input, one entry per person).
+
+    Everyone's digits go through the student together, one pass per step. A request with bad input gets
+    its message and no picture; the others are drawn as usual.
+    """
+    requests: list[SampleRequest | None] = []
+    notes: list[str] = []
+    for c, w, seed in zip(classes, ws, seeds, strict=True):
+        try:
+            requests.append(_live_request(c, w, seed))
+            notes.append("")
+        except (ValueError, gr.Error) as err:
+            requests.append(None)
+            notes.append(f"⚠️ {getattr(err, 'message', None) or err}")
+    valid = [r for r in requests if r is not None]
+    images: list[Any] = [None] * len(requests)
+    if valid:
+        loaded = state.student()
+        start = time.perf_counter()
+        try:
+            drawn = iter(sample_together(loaded.model, loaded.schedule, valid, state.student_live_settings()))
+        except Exception:
+            LOG.exception("live sampling failed")
+            return [None] * len(requests), ["⚠️ Live sampling failed unexpectedly; please try again."] * len(requests)
+        ms = 1000 * (time.perf_counter() - start)
+        shared = f", drawn together with {len(valid) - 1} other request(s)" if len(valid) > 1 else ""
+        for i, request in enumerate(requests):
+            if request is not None:
+                images[i] = live_sheet(next(drawn))
+                notes[i] = (
+                    f"w = {request.w:g}, seed {request.seed}: {len(request.labels)} digits in {ms:.0f} ms "
+                    f"({state.student_live_settings().steps} network passes{shared})."
+                )
+    return images, notes
+
+
+def live_first_view(classes: Any, w: Any, seed: Any) -> tuple[Any, str]:
+    """The live view for one person (page load, or a call outside the batch)."""
+    images, notes = live_digits([classes], [w], [seed])
+    return images[0], notes[0]
+
+
+@friendly_errors
+def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[np.ndarray, str]:
+    """The same starting noise through the student (4 passes) and the teacher's full sampler, with verdicts."""
+    request = _live_request(classes, w, seed)
+    labels = validate_labels(list(request.labels))
+    student, teacher = state.student(), state.teacher()
+    noise = starting_noise(teacher.model, len(labels), request.seed)
+    student_run = sample(student.model, student.schedule, labels, state.student_live_settings(), noise=noise,
+                         ws=torch.full((len(labels),), request.w))  # fmt: skip
+    teacher_settings = SamplerSettings(w=request.w, seed=request.seed, guidance_interval=NO_INTERVAL)
+    teacher_run = sample(teacher.model, teacher.schedule, labels, teacher_settings, noise=noise)
+    rows, captions = [], []
+    for name, run in ((STUDENT_LABEL, student_run), (f"teacher ({teacher.name})", teacher_run)):
+        acc = classify(state.classifier(), run.images).accuracy(run.labels)
+        rows.append(to_uint8(run.images))
+        captions.append(
+            f"{name}: {run.network_evaluations} steps, {run.network_images // len(labels)} network passes per "
+            f"digit, {1000 * run.seconds:.0f} ms, {100 * acc:.0f}% read correctly"
+        )
+    note = (
+        f"Both rows start from the same $x_T$ (seed {request.seed}) at w = {request.w:g}. The teacher runs "
+        f"DPM-Solver++ for {teacher_settings.steps} steps with two passes each (with and without the class, "
+        "guided at every step, which is what the student learnt); the student runs DDIM for "
+        f"{student_run.network_evaluations} steps of one pass each."
+    )
+    return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
+
+
+def build_tab(demo: gr.Blocks) -> None:
     """Lay out tab 4 and wire its events."""
+    gr.Markdown(LIVE_INTRO, latex_delimiters=LATEX)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            live_w = gr.Slider(0, 5, value=LIVE_DEFAULT_W, step=0.1, label="guidance weight w (live)",
+                               elem_id="live-w")  # fmt: skip
+            live_classes = gr.CheckboxGroup(CLASS_CHOICES, value=CLASS_CHOICES, label="digits", elem_id="live-classes")
+            live_seed = seed_box("live-seed")
+            compare_teacher = gr.Button("Compare with the teacher's full sampler", elem_id="live-teacher")
+        with gr.Column(scale=2):
+            live_grid = gr.Image(label="the same starting noise at the current w", format="png", interactive=False,
+                                 elem_id="live-grid", show_label=True)  # fmt: skip
+            live_note = gr.Markdown(elem_id="live-note")
+            teacher_sheet = output_image("student and teacher from the same noise", fmt="png")
+            teacher_note = gr.Markdown(latex_delimiters=LATEX)
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
@@ -290,7 +447,18 @@ def build_tab() -> None:
         compare_sheet = output_image("one row per sampler", fmt="png")
         compare_note = gr.Markdown(latex_delimiters=LATEX)
 
+    live_inputs = [live_classes, live_w, live_seed]
+    live = {"concurrency_limit": 2, "concurrency_id": "live", "show_progress": "hidden", "queue": True}
+    live_w.input(live_digits, live_inputs, [live_grid, live_note], trigger_mode="always_last", batch=True,
+                 max_batch_size=LIVE_MAX_BATCH, api_name="live_digits", **live)  # fmt: skip
+    for control in (live_classes, live_seed):
+        control.change(live_digits, live_inputs, [live_grid, live_note], trigger_mode="always_last", batch=True,
+                       max_batch_size=LIVE_MAX_BATCH, api_name=False, **live)  # fmt: skip
+    demo.load(live_first_view, live_inputs, [live_grid, live_note], api_name=False, **live)
     sampling = {"concurrency_limit": 2, "concurrency_id": "sampling"}
+    compare_teacher.click(teacher_beside_student, live_inputs, [teacher_sheet, teacher_note],
+                          api_name="teacher_beside_student", **sampling)  # fmt: skip
+
     event = go.click(
         sample_digits, [classes, per_class, w, sampler, sampler_steps, eta, seed, mid_guidance],
         [sheet, gif, files, summary], api_name="sample_digits", **sampling,

@@ -1,4 +1,4 @@
-"""The app's state: the live digit model, the training job, and the data and classifier they use.
+"""The app's state: the live digit model, the training job, the distilled student, and the data and classifier.
 
 Everything here is shared by every user of one server and is thread-safe (see :mod:`ddpm_core.live`).
 """
@@ -6,11 +6,14 @@ Everything here is shared by every user of one server and is thread-safe (see :m
 from __future__ import annotations
 
 import functools
+from dataclasses import replace
 
-from ddpm_core.checkpoints import CheckpointError, LoadedModel
+from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, load_classifier
 from ddpm_core.data import DigitData, load_digits
+from ddpm_core.distillation import student_settings
 from ddpm_core.live import LiveModel, TrainingJob
+from ddpm_core.paths import shipped_model_dir, student_model_dir
 from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings, sampling_execution
 from ddpm_ui.common import LOG, user_error
@@ -40,6 +43,44 @@ def live() -> LoadedModel:
         raise user_error(f"The shipped model could not be loaded ({err}). Upload or train one in tab 3.") from None
 
 
+@functools.cache
+def _student() -> LoadedModel:
+    return load_checkpoint(student_model_dir())
+
+
+@functools.cache
+def _teacher() -> LoadedModel:
+    return load_checkpoint(shipped_model_dir())
+
+
+def student() -> LoadedModel:
+    """The shipped few-step student (read-only, shared): live guidance's model."""
+    try:
+        return _student()
+    except CheckpointError as err:
+        raise user_error(f"The live-guidance student could not be loaded ({err}).") from None
+
+
+def teacher() -> LoadedModel:
+    """The shipped model the student was distilled from (read-only, shared), whatever model is live."""
+    try:
+        return _teacher()
+    except CheckpointError as err:
+        raise user_error(f"The shipped model could not be loaded ({err}).") from None
+
+
+@functools.cache
+def student_live_settings() -> SamplerSettings:
+    """The student's sampler, with the precision and runtime timed once for ten digits and then kept.
+
+    Fixing them means a batch of several people's digits never starts a new timing race of its own.
+    """
+    loaded = student()
+    settings = student_settings(loaded)
+    execution = sampling_execution(loaded.model, 10, settings)
+    return replace(settings, precision=execution.precision, runtime=execution.runtime)
+
+
 def default_execution() -> Execution:
     """How the live model runs for ten guided digits (timed once per process, then cached)."""
     return sampling_execution(live().model, 10, SamplerSettings())
@@ -53,5 +94,7 @@ def warm_up() -> None:
     """
     try:
         LOG.info("network on this machine: %s", default_execution().describe())
+        settings = student_live_settings()
+        LOG.info("live-guidance student runs as %s-%s", settings.runtime, settings.precision)
     except Exception:
         LOG.exception("warm-up failed; the first request will load the model instead")

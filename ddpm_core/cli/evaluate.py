@@ -4,7 +4,8 @@
 
 It prints the JSON of :func:`ddpm_core.evaluate.evaluate` (accuracy, Fréchet distance and the memorisation
 check for each guidance weight, next to the real-vs-real floor); ``--write`` also stores it under ``metrics``
-in the checkpoint's ``config.json``.
+in the checkpoint's ``config.json``. A distilled student (``checkpoints/digits-live``) is sampled the way
+its checkpoint records (DDIM, 4 steps, w as an input); ``--steps`` and ``--guide-everywhere`` are then ignored.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 from ddpm_core.checkpoints import load_checkpoint, update_metadata
 from ddpm_core.classifier import load_classifier
 from ddpm_core.data import load_digits
+from ddpm_core.distillation import student_settings
 from ddpm_core.evaluate import evaluate
 from ddpm_core.paths import classifier_dir
 from ddpm_core.runtime import PRECISIONS, RUNTIMES, default_precision, default_runtime
 from ddpm_core.sampling import MID_INTERVAL, NO_INTERVAL, SamplerSettings
+from ddpm_core.unet import takes_guidance
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,19 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     loaded = load_checkpoint(args.checkpoint)
+    if takes_guidance(loaded.model):
+        settings = student_settings(loaded, seed=args.seed, precision=args.precision, runtime=args.runtime)
+    else:
+        settings = SamplerSettings(
+            seed=args.seed,
+            steps=args.steps,
+            precision=args.precision,
+            runtime=args.runtime,
+            guidance_interval=NO_INTERVAL if args.guide_everywhere else MID_INTERVAL,
+        )
     metrics = evaluate(
         loaded,
         load_classifier(args.classifier),
         load_digits("bundled"),
         [float(w) for w in args.ws.split(",")],
         args.per_class,
-        SamplerSettings(
-            seed=args.seed,
-            steps=args.steps,
-            precision=args.precision,
-            runtime=args.runtime,
-            guidance_interval=NO_INTERVAL if args.guide_everywhere else MID_INTERVAL,
-        ),
+        settings,
     )
     print(json.dumps(metrics, indent=2))
     if args.write:

@@ -196,3 +196,56 @@ def test_sample_at_two_guidance_weights(page, tmp_path: Path) -> None:
             assert picture.format == "PNG" and min(picture.size) >= 3 * 28  # at least one digit, scaled ×3
     assert seen[0][0] != seen[5][0], "the two guidance weights gave the same picture"
     assert seen[0][1] != seen[5][1]
+
+
+LIVE_WATCH = """() => {
+  window.__liveSrcs = [];
+  const grid = document.querySelector('#live-grid');
+  const record = () => {
+    const img = grid.querySelector('img');
+    const src = img && img.getAttribute('src');
+    const last = window.__liveSrcs[window.__liveSrcs.length - 1];
+    if (src && (!last || last[1] !== src)) window.__liveSrcs.push([performance.now(), src]);
+  };
+  new MutationObserver(record).observe(grid, {subtree: true, childList: true, attributes: true});
+  record();
+}"""
+
+
+def test_drag_live_guidance_and_the_digits_follow(page, tmp_path: Path) -> None:
+    """Dragging w re-renders the grid during the drag; after release it shows the final w's digits."""
+    open_tab(page, "Sample")
+    note, grid = page.locator("#live-note"), page.locator("#live-grid img")
+    expect(note).to_contain_text("w = 3, seed 0: 10 digits")  # drawn when the page loaded
+    start_src = image_src(grid)
+    start_png = fetch(page, start_src, tmp_path / "live-start.png")
+    page.evaluate(LIVE_WATCH)
+    # Drag the thumb from w = 3 (60 % of the 0…5 track) to about w = 1 over about three seconds, as a hand would.
+    track = page.locator("#live-w input[type=range]")
+    box = track.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.6, y)
+    page.mouse.down()
+    drag_start = page.evaluate("performance.now()")
+    for i in range(1, 41):
+        page.mouse.move(box["x"] + box["width"] * (0.6 - 0.4 * i / 40), y)
+        page.wait_for_timeout(75)
+    drag_end = page.evaluate("performance.now()")
+    page.mouse.up()
+    final_w = float(page.locator("#live-w input[type=number]").input_value())
+    assert 0.5 <= final_w <= 1.5, f"the drag should have moved w to about 1, not {final_w}"
+    expect(note).to_contain_text(f"w = {final_w:g}, seed 0: 10 digits")
+    changes = [t for t, src in page.evaluate("window.__liveSrcs") if drag_start < t <= drag_end and src != start_src]
+    seconds = (drag_end - drag_start) / 1000
+    print(f"\nlive guidance: {len(changes)} new grids during a {seconds:.1f} s drag ({len(changes) / seconds:.1f}/s)")
+    assert len(changes) >= 3, f"the grid changed only {len(changes)} times during the drag"
+
+    # The picture after release is the student's digits at the final w (as the app draws them in-process).
+    from ddpm_ui import sample_tab
+
+    shown = np.asarray(Image.open(fetch(page, image_src(grid), tmp_path / "live-end.png")).convert("L"), dtype=int)
+    expected, _ = sample_tab.live_first_view([str(c) for c in range(10)], final_w, 0)
+    at_start = np.asarray(Image.open(start_png).convert("L"), dtype=int)
+    assert shown.shape == expected.shape
+    assert np.abs(shown - expected.astype(int)).mean() < 2.0, "the final grid is not the final w's digits"
+    assert np.abs(shown - at_start).mean() > 5.0, "the final grid is still the starting w's digits"

@@ -91,3 +91,50 @@ def test_sample_and_load_endpoints_over_the_api(gradio_client, tiny_dir: Path) -
     assert info.startswith("Loaded.")
     with pytest.raises(AppError, match="live model is unchanged"):
         gradio_client.predict([handle_file(str(tiny_dir / "config.json"))], api_name="/load_model")
+
+
+ALL = [str(c) for c in range(10)]
+
+
+def test_live_guidance_draws_each_request_as_it_would_alone_and_reports_bad_ones() -> None:
+    images, notes = sample_tab.live_digits([ALL, [], ["3", "8"], ALL], [3.0, 2.0, 1.0, 9.0], [0, 0, 5, 0])
+    assert images[0].shape[1] > images[0].shape[0] > 28 and images[2] is not None
+    assert images[1] is None and "at least one digit" in notes[1]
+    assert images[3] is None and "distilled for w in 0…5" in notes[3]
+    assert "10 digits" in notes[0] and "4 network passes" in notes[0] and "together with 1 other" in notes[0]
+    alone, note = sample_tab.live_first_view(["3", "8"], 1.0, 5)
+    assert np.abs(alone.astype(int) - images[2].astype(int)).max() <= 1  # batching changes the cost, not the digits
+    assert "2 digits" in note and "together" not in note
+    other_w, _ = sample_tab.live_first_view(["3", "8"], 4.0, 5)
+    other_seed, _ = sample_tab.live_first_view(["3", "8"], 1.0, 6)
+    assert not np.array_equal(other_w, alone) and not np.array_equal(other_seed, alone)
+
+
+def test_teacher_beside_student_from_the_same_noise() -> None:
+    sheet, note = sample_tab.teacher_beside_student(["1", "7"], 2.0, 3)
+    assert sheet.ndim == 3 and "same $x_T$ (seed 3)" in note and "DPM-Solver++ for 10 steps" in note
+    with pytest.raises(gr.Error) as excinfo:
+        sample_tab.teacher_beside_student(["1"], 7.5, 0)
+    assert "distilled for w in 0…5" in error_text(excinfo)
+
+
+def test_sweep_and_comparison_include_the_student() -> None:
+    _, _, note = sample_tab.guidance_sweep(["2", "6"], 2, "1, 4, 8", "dpmpp", 5, 0.0, 0)
+    lines = [line for line in note.splitlines() if line.startswith("| ") and "w |" not in line]
+    rows = {line.split("|")[1].strip(): line for line in lines}
+    assert rows["1"].count("%") == 2 and rows["4"].count("%") == 2  # the live model's and the student's accuracy
+    assert rows["8"].count("%") == 1 and "–" in rows["8"]  # beyond the student's range: the teacher only
+    _, compare_note = sample_tab.compare_samplers(["3", "8"], 3.0, 0)
+    assert "distilled student 4 steps" in compare_note
+    _, beyond = sample_tab.compare_samplers(["3"], 7.0, 0)
+    assert "distilled student" not in beyond.split("| sampler")[1]
+
+
+def test_live_guidance_over_the_api(gradio_client) -> None:
+    grid, note = gradio_client.predict(["0", "4"], 2.5, 1, api_name="/live_digits")
+    assert Path(grid).suffix == ".png" and iio.imread(grid).shape[1] > 2 * 28
+    assert note.startswith("w = 2.5, seed 1: 2 digits")
+    sheet, compare = gradio_client.predict(["0", "4"], 2.5, 1, api_name="/teacher_beside_student")
+    assert Path(sheet).suffix == ".png" and "seed 1" in compare
+    _, bad = gradio_client.predict([], 2.5, 1, api_name="/live_digits")
+    assert "at least one digit" in bad
