@@ -4,7 +4,7 @@ Classifier-free guidance costs two network passes per step (ε_c and ε_∅) and
 steps. Meng et al. (2023), "On distillation of guided diffusion models", remove both costs in two stages:
 
 1. a student that takes w learns the teacher's guided output ε̃_w = w·ε_c + (1 − w)·ε_∅ in one pass, w drawn
-   from [0, w_max] (their eq. 7; the mix itself is :func:`ddpm_core.sampling.guided_eps`);
+   from [0, w_max] (the mix itself is :func:`ddpm_core.sampling.guided_eps`);
 2. progressive distillation (Salimans & Ho 2022, Algorithm 2): a student DDIM step learns to land where two
    teacher steps land, halving the step count per round.
 

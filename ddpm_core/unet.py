@@ -162,7 +162,7 @@ class SinusoidalPositionEmbedBlock(nn.Module):
 
 
 class GuidanceEmbedBlock(nn.Module):
-    """The guidance weight w as an embedding added to the time and class ones (Meng et al. 2023, §4.1).
+    """The guidance weight w as an embedding added to the time and class ones (Meng et al. 2023, stage one).
 
     Sinusoidal features of w / ``GUIDANCE_SCALE``, then Linear → GELU → Linear. The last layer starts at
     zero, so a student made from a teacher's weights starts out as the teacher's conditional model.

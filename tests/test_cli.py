@@ -129,7 +129,7 @@ def test_digits_describes_the_bundled_split(capsys: pytest.CaptureFixture[str]) 
 def test_every_console_script_names_a_main_of_ddpm_core_cli() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     scripts = tomllib.loads(PYPROJECT.read_text())["project"]["scripts"]
-    assert {"ddpm-train", "ddpm-sample", "ddpm-evaluate", "ddpm-train-classifier"} <= set(scripts)
+    assert {"ddpm-train", "ddpm-sample", "ddpm-evaluate", "ddpm-train-classifier", "ddpm-distill"} <= set(scripts)
     for name, target in scripts.items():
         module, _, function = target.partition(":")
         assert module.startswith("ddpm_core.cli."), name
