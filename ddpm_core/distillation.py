@@ -24,8 +24,6 @@ Ho's truncated-SNR weighting). The student is sampled with :func:`ddpm_core.samp
 from __future__ import annotations
 
 import copy
-import math
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -55,7 +53,7 @@ from ddpm_core.sampling import (
     timesteps_for,
 )
 from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.training import TrainProgress, learning_rate, pick_device, update_ema
+from ddpm_core.training import StepLedger, TrainProgress, learning_rate, optimisation_step, pick_device
 from ddpm_core.unet import ContextUNet, prediction_of, takes_guidance
 
 TEACHER_SOLVERS: tuple[str, ...] = ("dpmpp", "ddim")
@@ -186,7 +184,6 @@ def teacher_solve(
     w: torch.Tensor,
     prediction: str,
     solver: str = "dpmpp",
-    w_input: bool = False,
 ) -> torch.Tensor:
     """The guided teacher from ``steps[0]`` to ``end`` (−1 = x_0) through ``steps``, x̂_0 clipped as the app samples."""
     prev_x0: torch.Tensor | None = None
@@ -194,7 +191,7 @@ def teacher_solve(
     for j, t in enumerate(steps):
         t_next = steps[j + 1] if j + 1 < len(steps) else end
         t_batch = torch.full((len(x),), t, dtype=torch.long, device=x.device)
-        eps = guided_eps(net, x, t_batch, labels, w, schedule, prediction, w_input)
+        eps = guided_eps(net, x, t_batch, labels, w, schedule, prediction)
         if solver == "ddim":
             x = ddim_step(schedule, x, t_batch, t_next, eps, clip_x0=True).sample
         else:
@@ -221,7 +218,6 @@ def distill(
     generator = torch.Generator().manual_seed(config.seed)
     schedule = teacher.schedule
     teacher_model = copy.deepcopy(teacher.model).to(dev).eval().requires_grad_(False)
-    teacher_w_input = takes_guidance(teacher_model)
     prediction = prediction_of(teacher_model)
     model = student_from_teacher(teacher_model).to(dev).train()
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -236,25 +232,11 @@ def distill(
     x_all = to_model_range(data.train.images).to(dev)
     y_all = torch.as_tensor(data.train.labels, dtype=torch.long).to(dev)
     n = len(y_all)
-    budget_s = None if config.max_minutes is None else config.max_minutes * 60
-    teacher_execution = choose_inference(
-        teacher_model, guided_batch(config.batch_size, 2.0, teacher_w_input), config.precision
-    )
+    teacher_execution = choose_inference(teacher_model, guided_batch(config.batch_size, 2.0), config.precision)
     teacher_net = network(teacher_model, teacher_execution)
     execution = choose_training(model, config.batch_size, config.precision)
-    losses: list[float] = []
-    window: list[float] = []
-    step = 0
     stopped_early = False
     lr = learning_rate(config, 0, 0.0)
-
-    def fraction_done(elapsed: float) -> float:
-        parts = []
-        if config.max_steps is not None:
-            parts.append(step / config.max_steps)
-        if budget_s is not None:
-            parts.append(elapsed / budget_s)
-        return min(1.0, max(parts))
 
     def save(elapsed: float) -> Path | None:
         if out_dir is None:
@@ -263,10 +245,10 @@ def distill(
             "name": name or Path(out_dir).name,
             "data": {"source": data.source, "description": data.description, "train_images": n},
             "training": {
-                "steps": step,
+                "steps": ledger.steps,
                 "seconds": round(elapsed, 1),
                 "minutes": round(elapsed / 60, 2),
-                "final_loss": losses[-1] if losses else None,
+                "final_loss": ledger.losses[-1] if ledger.losses else None,
                 "config": config.to_dict(),
                 "device": dev.type,
                 "execution": execution.as_dict(),
@@ -285,27 +267,19 @@ def distill(
         }
         return save_checkpoint(out_dir, ema, schedule, meta)
 
-    def report(elapsed: float, done: bool) -> None:
-        if callback is None:
-            return
-        frac = fraction_done(elapsed)
-        eta = 0.0 if done or frac <= 0 else elapsed * (1 - frac) / frac
-        loss = sum(window) / len(window) if window else (losses[-1] if losses else float("nan"))
-        callback(TrainProgress(step, config.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, execution, done))
+    def report(done: bool) -> None:
+        if callback is not None:
+            callback(ledger.progress(ledger.steps, lr, ema, schedule, execution, done))
 
-    t0 = time.perf_counter()
-    last_save = t0
-    while True:
-        elapsed = time.perf_counter() - t0
-        if fraction_done(elapsed) >= 1.0:
-            break
+    ledger = StepLedger.for_config(config, report, save)
+    while not ledger.done():
         if should_stop is not None and should_stop():
             stopped_early = True
             break
-        lr = learning_rate(config, step, fraction_done(elapsed))
+        lr = learning_rate(config, ledger.steps, ledger.fraction())
         for group in optimizer.param_groups:
             group["lr"] = lr
-        t, end, teacher_steps = segments[step % len(segments)]  # every student step equally often
+        t, end, teacher_steps = segments[ledger.steps % len(segments)]  # every student step equally often
         idx = torch.randint(0, n, (config.batch_size,), generator=generator).to(dev)
         x0, labels = x_all[idx], y_all[idx]
         w = (torch.rand(config.batch_size, generator=generator) * config.w_max).to(dev)
@@ -313,37 +287,20 @@ def distill(
         x_t, _ = q_sample(schedule, x0, t, noise=noise)
         with torch.inference_mode():
             x_s = teacher_solve(
-                teacher_net, schedule, x_t, teacher_steps, end, labels, w, prediction,
-                config.teacher_solver, teacher_w_input,
-            )  # fmt: skip
+                teacher_net, schedule, x_t, teacher_steps, end, labels, w, prediction, config.teacher_solver
+            )
             target = progressive_distillation_target(schedule, x_t, t, x_s, end)
         t_batch = torch.full((config.batch_size,), t, dtype=torch.long, device=dev)
         with autocast(execution.precision, dev):
             out = model(x_t, t_batch.float() / schedule.num_steps, labels, w)
         pred_x0 = predict_x0(schedule, x_t, t_batch, eps_from_output(schedule, x_t, t_batch, out.float(), prediction))
         loss = truncated_snr_weight(schedule, t) * (pred_x0 - target.clone()).square().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        step += 1
-        update_ema(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate")
-        losses.append(value)
-        window.append(value)
-        if step % config.report_every == 0:
-            report(time.perf_counter() - t0, False)
-            window = []
-        if out_dir is not None and time.perf_counter() - last_save >= config.checkpoint_every_s:
-            save(time.perf_counter() - t0)
-            last_save = time.perf_counter()
+        ledger.record(
+            optimisation_step(model, ema, optimizer, loss, config.grad_clip, config.ema_decay, ledger.steps + 1)
+        )
 
-    elapsed = time.perf_counter() - t0
-    checkpoint = save(elapsed)
-    report(elapsed, True)
-    return DistillResult(ema, schedule, step, elapsed, losses, checkpoint, stopped_early)
+    elapsed, checkpoint = ledger.finish()
+    return DistillResult(ema, schedule, ledger.steps, elapsed, ledger.losses, checkpoint, stopped_early)
 
 
 def student_settings(loaded: LoadedModel, w: float = 3.0, seed: int = 0, **overrides: Any) -> SamplerSettings:

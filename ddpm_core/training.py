@@ -251,6 +251,31 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.lerp_(p, 1.0 - decay)
 
 
+def optimisation_step(
+    model: torch.nn.Module,
+    ema: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    grad_clip: float,
+    ema_decay: float,
+    step: int,
+) -> float:
+    """Backpropagate ``loss``, clip the gradient norm, step the optimiser and update the EMA; returns the loss.
+
+    ``step`` counts this step. EMA warm-up: until the decay's own horizon, the EMA averages all steps so far.
+    A loss that is not finite stops the run with a message instead of training on.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    update_ema(ema, model, min(ema_decay, (1 + step) / (10 + step)))
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate")
+    return value
+
+
 def _training_state(model: ContextUNet, optimizer: torch.optim.Optimizer, step: int) -> dict[str, torch.Tensor]:
     """Raw weights and AdamW moments as flat tensors, so resuming needs no pickle."""
     state: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -276,6 +301,82 @@ def _restore_training_state(
                 "exp_avg_sq": state[f"adam.{i}.exp_avg_sq"].to(p.device).clone(),
             }
     return step
+
+
+class StepLedger:
+    """What the training and distillation loops share: the budget (steps or minutes, whichever ends first),
+    the losses, a progress report every ``report_every`` steps and a checkpoint every ``checkpoint_every_s``.
+
+    ``report(done)`` and ``save(elapsed)`` are the loop's own; the ledger says when to call them.
+    """
+
+    def __init__(
+        self,
+        max_steps: int | None,
+        max_minutes: float | None,
+        report_every: int,
+        checkpoint_every_s: float,
+        report: Callable[[bool], None],
+        save: Callable[[float], Path | None],
+    ) -> None:
+        self.max_steps, self.budget_s = max_steps, None if max_minutes is None else max_minutes * 60
+        self.report_every, self.checkpoint_every_s = report_every, checkpoint_every_s
+        self._report, self._save = report, save
+        self.steps = 0  # steps taken in this run
+        self.losses: list[float] = []
+        self.window: list[float] = []  # losses since the last report
+        self.start = self.last_save = time.perf_counter()
+
+    @classmethod
+    def for_config(
+        cls, config: Any, report: Callable[[bool], None], save: Callable[[float], Path | None]
+    ) -> StepLedger:
+        """A ledger with the budget and intervals of a config that has them (TrainConfig, DistillConfig)."""
+        return cls(config.max_steps, config.max_minutes, config.report_every, config.checkpoint_every_s, report, save)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def fraction(self) -> float:
+        """0…1 of the step or time budget, whichever is further along."""
+        parts = []
+        if self.max_steps is not None:
+            parts.append(self.steps / self.max_steps)
+        if self.budget_s is not None:
+            parts.append(self.elapsed() / self.budget_s)
+        return min(1.0, max(parts))
+
+    def done(self) -> bool:
+        return self.fraction() >= 1.0
+
+    def progress(
+        self, step: int, lr: float, ema: ContextUNet, schedule: NoiseSchedule, execution: Execution, done: bool
+    ) -> TrainProgress:
+        """A progress report: ``step`` (counting earlier runs), the mean loss since the last report, the ETA."""
+        elapsed, frac = self.elapsed(), self.fraction()
+        eta = 0.0 if done or frac <= 0 else elapsed * (1 - frac) / frac
+        window = self.window or self.losses[-1:]
+        loss = sum(window) / len(window) if window else float("nan")
+        return TrainProgress(step, self.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, execution, done)
+
+    def record(self, loss: float) -> None:
+        """Count a step with its loss; report and save when it is time."""
+        self.steps += 1
+        self.losses.append(loss)
+        self.window.append(loss)
+        if self.steps % self.report_every == 0:
+            self._report(False)
+            self.window = []
+        if time.perf_counter() - self.last_save >= self.checkpoint_every_s:
+            self._save(self.elapsed())
+            self.last_save = time.perf_counter()
+
+    def finish(self) -> tuple[float, Path | None]:
+        """The final save and report; returns (elapsed s, checkpoint path or None)."""
+        elapsed = self.elapsed()
+        checkpoint = self._save(elapsed)
+        self._report(True)
+        return elapsed, checkpoint
 
 
 def train(
@@ -313,24 +414,12 @@ def train(
     x_all = to_model_range(data.train.images).to(dev)
     y_all = torch.as_tensor(data.train.labels, dtype=torch.long).to(dev)
     n = len(y_all)
-    budget_s = None if config.max_minutes is None else config.max_minutes * 60
-    losses: list[float] = []
-    window: list[float] = []
     step = start_step
-    run_steps = 0
     stopped_early = False
     metadata = {
         "name": name or (Path(out_dir).name if out_dir else "digits"),
         "data": {"source": data.source, "description": data.description, "train_images": n},
     }
-
-    def fraction_done(elapsed: float) -> float:
-        parts = []
-        if config.max_steps is not None:
-            parts.append(run_steps / config.max_steps)
-        if budget_s is not None:
-            parts.append(elapsed / budget_s)
-        return min(1.0, max(parts))
 
     def save(elapsed: float) -> Path | None:
         if out_dir is None:
@@ -340,33 +429,26 @@ def train(
             "steps": step,
             "seconds": round(prior_seconds + elapsed, 1),
             "minutes": round((prior_seconds + elapsed) / 60, 2),
-            "final_loss": losses[-1] if losses else None,
+            "final_loss": ledger.losses[-1] if ledger.losses else None,
             "config": config.to_dict(),
             "device": dev.type,
             "execution": execution.as_dict(),
         }
         return save_checkpoint(out_dir, ema, schedule, meta, _training_state(model, optimizer, step))
 
-    def report(elapsed: float, done: bool) -> None:
-        if callback is None:
-            return
-        frac = fraction_done(elapsed)
-        eta = 0.0 if done or frac <= 0 else elapsed * (1 - frac) / frac
-        loss = sum(window) / len(window) if window else (losses[-1] if losses else float("nan"))
-        callback(TrainProgress(step, config.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, execution, done))
+    def report(done: bool) -> None:
+        if callback is not None:
+            callback(ledger.progress(step, lr, ema, schedule, execution, done))
 
     lr = learning_rate(config, 0, 0.0)
     execution = choose_training(model, config.batch_size, config.precision)
-    t0 = time.perf_counter()  # the precision probe is not training time
-    last_save = t0
-    while True:
-        elapsed = time.perf_counter() - t0
-        if fraction_done(elapsed) >= 1.0:
-            break
+    # started after the precision probe, which is not training time
+    ledger = StepLedger.for_config(config, report, save)
+    while not ledger.done():
         if should_stop is not None and should_stop():
             stopped_early = True
             break
-        lr = learning_rate(config, run_steps, fraction_done(elapsed))
+        lr = learning_rate(config, ledger.steps, ledger.fraction())
         for group in optimizer.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, n, (config.batch_size,), generator=generator).to(dev)
@@ -386,28 +468,12 @@ def train(
         if config.weighting == "min_snr":
             snr = schedule.snr[t.cpu()].to(device=dev, dtype=per_image.dtype)
             per_image = per_image * min_snr_weight(snr, config.min_snr_gamma, config.prediction)
-        loss = per_image.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
         step += 1
-        run_steps += 1
-        # EMA warm-up: average over all steps so far until the decay's own horizon is reached
-        update_ema(ema, model, min(config.ema_decay, (1 + step) / (10 + step)))
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at step {step}; lower the learning rate")
-        losses.append(value)
-        window.append(value)
-        if run_steps % config.report_every == 0:
-            report(time.perf_counter() - t0, False)
-            window = []
-        if out_dir is not None and time.perf_counter() - last_save >= config.checkpoint_every_s:
-            save(time.perf_counter() - t0)
-            last_save = time.perf_counter()
+        ledger.record(
+            optimisation_step(model, ema, optimizer, per_image.mean(), config.grad_clip, config.ema_decay, step)
+        )
 
-    elapsed = time.perf_counter() - t0
-    checkpoint = save(elapsed)
-    report(elapsed, True)
-    return TrainResult(ema, schedule, step, prior_seconds + elapsed, losses, checkpoint, stopped_early, execution)
+    elapsed, checkpoint = ledger.finish()
+    return TrainResult(
+        ema, schedule, step, prior_seconds + elapsed, ledger.losses, checkpoint, stopped_early, execution
+    )

@@ -271,24 +271,22 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
     loaded = state.live()
     seed = parse_seed(seed)
     noise = starting_noise(loaded.model, len(labels), seed)
-    rows, captions, lines = [], [], []
-    for name, steps in progress.tqdm(COMPARISONS, desc="sampling"):
+    runs = []
+    for name, steps in COMPARISONS:
         settings = SamplerSettings(w=float(w), sampler=name, steps=steps or 1, seed=seed)  # type: ignore[arg-type]
         validate_settings(settings, loaded.schedule)
-        result = sample(loaded.model, loaded.schedule, labels, settings, noise=noise)
-        acc = classify(state.classifier(), result.images).accuracy(result.labels)
-        rows.append(to_uint8(result.images))
-        label = f"{name.upper()} {result.network_evaluations} steps"
-        captions.append(f"{label}: {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
-        lines.append(f"| {label} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
+        runs.append((name.upper(), "", loaded, settings))
     student = state.student()
     if float(w) <= student_w_range(student)[1]:
         settings = replace(state.student_live_settings(), w=float(w), seed=seed)
-        result = sample(student.model, student.schedule, labels, settings, noise=noise)
+        runs.append((STUDENT_LABEL, " (one pass each)", student, settings))
+    rows, captions, lines = [], [], []
+    for name, detail, model, settings in progress.tqdm(runs, desc="sampling"):
+        result = sample(model.model, model.schedule, labels, settings, noise=noise)
         acc = classify(state.classifier(), result.images).accuracy(result.labels)
         rows.append(to_uint8(result.images))
-        label = f"{STUDENT_LABEL} {result.network_evaluations} steps"
-        captions.append(f"{label} (one pass each): {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
+        label = f"{name} {result.network_evaluations} steps"
+        captions.append(f"{label}{detail}: {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
         lines.append(f"| {label} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
     note = (
         "Every row starts from the same $x_T$. DDPM adds fresh noise at each of its T steps; DDIM with "
