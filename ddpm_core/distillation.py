@@ -24,7 +24,7 @@ Ho's truncated-SNR weighting). The student is sampled with :func:`ddpm_core.samp
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -317,9 +317,9 @@ def student_settings(loaded: LoadedModel, w: float = 3.0, seed: int = 0, **overr
     )  # fmt: skip
 
 
-def student_w_range(loaded: LoadedModel) -> tuple[float, float]:
-    """The guidance weights a student was distilled for, [0, w_max]."""
-    lo, hi = (loaded.config.get("distillation") or {}).get("w_range") or (0.0, DistillConfig().w_max)
+def student_w_range(config: Mapping[str, Any]) -> tuple[float, float]:
+    """The guidance weights a student was distilled for, [0, w_max], from its checkpoint's config.json."""
+    lo, hi = (config.get("distillation") or {}).get("w_range") or (0.0, DistillConfig().w_max)
     return float(lo), float(hi)
 
 

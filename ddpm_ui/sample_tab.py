@@ -212,7 +212,7 @@ def guidance_sweep(
     k = int(float(per_class))
     first_of_class = np.arange(0, len(labels), k)
     student = state.student()
-    student_top = student_w_range(student)[1]
+    student_top = student_w_range(student.config)[1]
     rows, captions = [], []
     curves: dict[str, dict[str, list[float]]] = {"accuracy": {}, "diversity": {}}
     for w in progress.tqdm(ws, desc="sweeping w"):
@@ -277,7 +277,7 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
         validate_settings(settings, loaded.schedule)
         runs.append((name.upper(), "", loaded, settings))
     student = state.student()
-    if float(w) <= student_w_range(student)[1]:
+    if float(w) <= student_w_range(student.config)[1]:
         settings = replace(state.student_live_settings(), w=float(w), seed=seed)
         runs.append((STUDENT_LABEL, " (one pass each)", student, settings))
     rows, captions, lines = [], [], []
@@ -303,7 +303,7 @@ def _live_request(classes: Any, w: Any, seed: Any) -> SampleRequest:
     if not chosen:
         raise ValueError("Choose at least one digit class.")
     validate_labels(list(chosen))
-    lo, hi = student_w_range(state.student())
+    lo, hi = student_w_range(state.student().config)
     try:
         w = float(w)
     except (TypeError, ValueError):
@@ -394,8 +394,8 @@ def build_tab(demo: gr.Blocks) -> None:
     gr.Markdown(LIVE_INTRO, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            live_w = gr.Slider(0, 5, value=LIVE_DEFAULT_W, step=0.1, label="guidance weight w (live)",
-                               elem_id="live-w")  # fmt: skip
+            live_w = gr.Slider(*state.student_w_range(), value=LIVE_DEFAULT_W, step=0.1,
+                               label="guidance weight w (live)", elem_id="live-w")  # fmt: skip
             live_classes = gr.CheckboxGroup(CLASS_CHOICES, value=CLASS_CHOICES, label="digits", elem_id="live-classes")
             live_seed = seed_box("live-seed")
             compare_teacher = gr.Button("Compare with the teacher's full sampler", elem_id="live-teacher")

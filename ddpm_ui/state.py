@@ -6,8 +6,10 @@ Everything here is shared by every user of one server and is thread-safe (see :m
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import replace
 
+from ddpm_core import distillation
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, load_classifier
 from ddpm_core.data import DigitData, load_digits
@@ -67,6 +69,15 @@ def teacher() -> LoadedModel:
         return _teacher()
     except CheckpointError as err:
         raise user_error(f"The shipped model could not be loaded ({err}).") from None
+
+
+def student_w_range() -> tuple[float, float]:
+    """The live slider's range: what the shipped student was distilled for (read from its config.json only)."""
+    try:
+        config = json.loads((student_model_dir() / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}  # the page still builds; the first live request says what is wrong
+    return distillation.student_w_range(config)
 
 
 @functools.cache

@@ -211,7 +211,7 @@ def test_a_short_distillation_writes_a_student_checkpoint(tmp_path) -> None:
     assert takes_guidance(loaded.model)
     meta = loaded.config["distillation"]
     assert meta["teacher"] == "tiny-teacher" and meta["student_timesteps"] == student_timesteps(SCHEDULE, 4)
-    assert student_w_range(loaded) == (0.0, config.w_max)
+    assert student_w_range(loaded.config) == (0.0, config.w_max) and student_w_range({}) == (0.0, 5.0)
     settings = student_settings(loaded, w=2.0)
     assert (settings.sampler, settings.steps) == ("ddim", 4)
     # the student differs from the teacher after training (its weights moved), but its shapes are the teacher's

@@ -12,7 +12,7 @@ from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.data import load_bundled, to_model_range
 from ddpm_core.diffusion import eps_from_output, q_sample
 from ddpm_core.schedule import ScheduleConfig
-from ddpm_core.training import TrainConfig, drop_context, learning_rate, train
+from ddpm_core.training import StepLedger, TrainConfig, drop_context, learning_rate, train
 from ddpm_core.unet import NULL_LABEL
 
 TINY = TrainConfig(
@@ -113,3 +113,27 @@ def test_resume_from_weights_only_continues_the_step_count(tmp_path: Path) -> No
     assert weights_only.training_state is None
     result = train(cfg, load_bundled(), out_dir=tmp_path / "b", resume=weights_only, device="cpu")
     assert result.steps == 8
+
+
+def test_step_ledger_counts_reports_saves_and_ends_on_the_step_budget() -> None:
+    reports, saves = [], []
+    ledger = StepLedger(5, None, report_every=2, checkpoint_every_s=0.0, report=reports.append, save=saves.append)
+    assert ledger.fraction() == 0.0 and not ledger.done()
+    for loss in (4.0, 2.0, 1.0):
+        ledger.record(loss)
+    assert reports == [False] and len(saves) == 3  # a report every 2 steps; a save whenever 0 s have passed
+    assert ledger.fraction() == pytest.approx(3 / 5) and ledger.window == [1.0]
+    ledger.record(3.0)
+    ledger.record(5.0)
+    assert ledger.done() and ledger.losses == [4.0, 2.0, 1.0, 3.0, 5.0]
+    elapsed, _ = ledger.finish()
+    assert reports[-1] is True and elapsed >= 0 and len(saves) == 6
+
+
+def test_step_ledger_progress_reports_the_mean_loss_since_the_last_report() -> None:
+    ledger = StepLedger(None, 60.0, 10, 1e9, report=lambda done: None, save=lambda elapsed: None)
+    for loss in (1.0, 2.0, 6.0):
+        ledger.record(loss)
+    progress = ledger.progress(103, 0.01, None, None, None, done=False)  # type: ignore[arg-type]
+    assert progress.loss == pytest.approx(3.0) and progress.step == 103 and 0 < progress.fraction < 0.01
+    assert progress.eta_s > 0 and ledger.progress(103, 0.01, None, None, None, done=True).eta_s == 0.0  # type: ignore[arg-type]
