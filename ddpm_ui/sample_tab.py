@@ -45,6 +45,7 @@ from ddpm_ui.common import (
     LATEX,
     LOG,
     friendly_errors,
+    next_seed,
     output_image,
     parse_seed,
     request_folder,
@@ -397,7 +398,9 @@ def build_tab(demo: gr.Blocks) -> None:
             live_w = gr.Slider(*state.student_w_range(), value=LIVE_DEFAULT_W, step=0.1,
                                label="guidance weight w (live)", elem_id="live-w")  # fmt: skip
             live_classes = gr.CheckboxGroup(CLASS_CHOICES, value=CLASS_CHOICES, label="digits", elem_id="live-classes")
-            live_seed = seed_box("live-seed")
+            with gr.Row():
+                live_seed = seed_box("live-seed")
+                live_new_noise = gr.Button("New noise", elem_id="live-new-noise")
             compare_teacher = gr.Button("Compare with the teacher's full sampler", elem_id="live-teacher")
         with gr.Column(scale=2):
             live_grid = gr.Image(label="the same starting noise at the current w", format="png", interactive=False,
@@ -451,8 +454,9 @@ def build_tab(demo: gr.Blocks) -> None:
                  max_batch_size=LIVE_MAX_BATCH, api_name="live_digits", **live)  # fmt: skip
     for control in (live_classes, live_seed):
         control.change(live_digits, live_inputs, [live_grid, live_note], trigger_mode="always_last", batch=True,
-                       max_batch_size=LIVE_MAX_BATCH, api_name=False, **live)  # fmt: skip
-    demo.load(live_first_view, live_inputs, [live_grid, live_note], api_name=False, **live)
+                       max_batch_size=LIVE_MAX_BATCH, api_visibility="private", **live)  # fmt: skip
+    live_new_noise.click(next_seed, live_seed, live_seed, api_visibility="private", queue=False)
+    demo.load(live_first_view, live_inputs, [live_grid, live_note], api_visibility="private", **live)
     sampling = {"concurrency_limit": 2, "concurrency_id": "sampling"}
     compare_teacher.click(teacher_beside_student, live_inputs, [teacher_sheet, teacher_note],
                           api_name="teacher_beside_student", **sampling)  # fmt: skip

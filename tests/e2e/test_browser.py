@@ -249,3 +249,9 @@ def test_drag_live_guidance_and_the_digits_follow(page, tmp_path: Path) -> None:
     assert shown.shape == expected.shape
     assert np.abs(shown - expected.astype(int)).mean() < 2.0, "the final grid is not the final w's digits"
     assert np.abs(shown - at_start).mean() > 5.0, "the final grid is still the starting w's digits"
+
+    # New noise: the next seed, and the grid follows it at the same w.
+    end_src = image_src(grid)
+    page.locator("#live-new-noise").click()
+    expect(note).to_contain_text(f"w = {final_w:g}, seed 1: 10 digits")
+    wait_until(lambda: image_src(grid) not in (None, end_src), "the grid for the new seed")
