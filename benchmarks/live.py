@@ -11,7 +11,9 @@ Groups:
 * ``speed`` — one live update (ten digits, one per class, the student's 4 one-pass DDIM steps) at 1 and 2
   torch threads, in the precision and runtime ``auto`` picks at that thread count; the same for the whole
   handler the slider calls (sampling plus the picture); and the teacher's default sampler on the same ten
-  digits in the same run, with the ratio. Medians over ``--repeats`` runs.
+  digits in the same run, with the ratio; and the student in plain fp32 PyTorch (``torch_fp32_s``, what runs
+  without onnxruntime, and the honest figure for an AVX2-only CPU when that is emulated, since ONNX Runtime
+  ignores the emulation). Medians over ``--repeats`` runs.
 * ``quality`` — accuracy and Fréchet distance per w (0, 1, 2, 3, 5) for the student, next to the teacher
   guided at every step (what the student learnt) and the teacher's default sampler (guided where 1 < σ ≤ 2).
 * ``crowd`` — ``python app.py`` (one torch thread, as it starts by default) and eight simulated people,
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import statistics
 import subprocess
@@ -82,8 +85,11 @@ def bench_speed(emitter: Emitter, repeats: int, student_dir: Path, teacher_dir: 
             def teacher_once(settings: SamplerSettings = teacher_settings) -> None:
                 sample(teacher.model, teacher.schedule, TEN, settings, noise=noise)
 
+            plain = replace(live, precision="fp32", runtime="torch")  # the fallback without onnxruntime
             student_once()
+            student_once(plain)
             student_times = time_runs(student_once, repeats)
+            plain_times = time_runs(functools.partial(student_once, plain), repeats)
             handler_times = time_runs(handler_once, repeats)
             teacher_times = time_runs(teacher_once, repeats)
             s, h, t = (statistics.median(x) for x in (student_times, handler_times, teacher_times))
@@ -92,6 +98,7 @@ def bench_speed(emitter: Emitter, repeats: int, student_dir: Path, teacher_dir: 
                 network_passes=live.steps, images_per_pass=len(TEN), handler_s=h, handler_runs_s=handler_times,
                 teacher_default_s=t, teacher_runs_s=teacher_runs_summary(teacher_run, teacher_times),
                 speedup_vs_teacher_default=ratio(t, s), candidates_ms=execution.timings_ms,
+                torch_fp32_s=statistics.median(plain_times), torch_fp32_runs_s=plain_times,
                 note="ten digits, one per class, w = 3; handler_s adds the picture the slider shows",
             )  # fmt: skip
     finally:
