@@ -70,7 +70,7 @@ STUDENT_LABEL = "distilled student"
 LIVE_INTRO = r"""
 ### Live guidance: drag w
 A student network, distilled from the shipped model, takes $w$ as an input and gives the guided
-$\tilde\epsilon_w$ in **one** pass, in 4 steps instead of the teacher's 10 steps × 2 passes
+$\tilde\epsilon_w$ in **one** pass, in STEPS steps instead of the teacher's 10 steps × 2 passes
 ([Meng et al. 2023](https://arxiv.org/abs/2210.03142)). So the same ten starting noises can be redrawn while
 you drag: watch each digit get thicker, more typical and less varied as $w$ grows.
 """
@@ -260,7 +260,8 @@ def guidance_sweep(
     note = (
         f"Same starting noise for every row ({len(labels)} digits per w, {k} per class; the sheet shows the "
         "first of each class). Higher w usually raises accuracy and lowers diversity. Under each w, the "
-        f"{STUDENT_LABEL} (4 one-pass steps, w as an input; w ≤ {student_top:g} only) from the same noise.\n\n" + table
+        f"{STUDENT_LABEL} ({state.student_live_settings().steps} one-pass steps, w as an input; w ≤ {student_top:g} "
+        "only) from the same noise.\n\n" + table
     )
     return sheet, plot, note
 
@@ -292,7 +293,7 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
     note = (
         "Every row starts from the same $x_T$. DDPM adds fresh noise at each of its T steps; DDIM with "
         "η = 0 and DPM-Solver++ are deterministic given $x_T$. The last row is the student distilled from the "
-        "shipped model: DDIM in 4 steps, one pass each, w as an input."
+        f"shipped model: DDIM in {state.student_steps()} steps, one pass each, w as an input."
         "\n\n| sampler | time | accuracy |\n|---|---|---|\n" + "\n".join(lines)
     )
     return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
@@ -300,7 +301,10 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
 
 def _live_request(classes: Any, w: Any, seed: Any) -> SampleRequest:
     """One person's live-guidance inputs, checked against the student's range of w."""
-    chosen = tuple(sorted({int(c) for c in (classes or [])}))
+    try:
+        chosen = tuple(sorted({int(c) for c in (classes or [])}))
+    except (TypeError, ValueError):
+        raise ValueError("Digit classes are the numbers 0–9.") from None
     if not chosen:
         raise ValueError("Choose at least one digit class.")
     validate_labels(list(chosen))
@@ -364,7 +368,7 @@ def live_first_view(classes: Any, w: Any, seed: Any) -> tuple[Any, str]:
 
 @friendly_errors
 def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[np.ndarray, str]:
-    """The same starting noise through the student (4 passes) and the teacher's full sampler, with verdicts."""
+    """The same starting noise through the student (a few one-pass steps) and the teacher's full sampler."""
     request = _live_request(classes, w, seed)
     labels = validate_labels(list(request.labels))
     student, teacher = state.student(), state.teacher()
@@ -392,7 +396,7 @@ def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[np.ndarray,
 
 def build_tab(demo: gr.Blocks) -> None:
     """Lay out tab 4 and wire its events."""
-    gr.Markdown(LIVE_INTRO, latex_delimiters=LATEX)
+    gr.Markdown(LIVE_INTRO.replace("STEPS", str(state.student_steps())), latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             live_w = gr.Slider(*state.student_w_range(), value=LIVE_DEFAULT_W, step=0.1,

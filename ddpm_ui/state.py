@@ -71,13 +71,22 @@ def teacher() -> LoadedModel:
         raise user_error(f"The shipped model could not be loaded ({err}).") from None
 
 
-def student_w_range() -> tuple[float, float]:
-    """The live slider's range: what the shipped student was distilled for (read from its config.json only)."""
+def student_record() -> dict:
+    """The shipped student's config.json (what the page is built from), or {} if it cannot be read."""
     try:
-        config = json.loads((student_model_dir() / "config.json").read_text(encoding="utf-8"))
+        return json.loads((student_model_dir() / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        config = {}  # the page still builds; the first live request says what is wrong
-    return distillation.student_w_range(config)
+        return {}  # the page still builds; the first live request says what is wrong
+
+
+def student_w_range() -> tuple[float, float]:
+    """The live slider's range: the guidance weights the shipped student was distilled for."""
+    return distillation.student_w_range(student_record())
+
+
+def student_steps() -> int:
+    """Network passes per live update, as the shipped student's config records them."""
+    return int((student_record().get("sampler") or {}).get("steps") or distillation.DistillConfig().student_steps)
 
 
 @functools.cache

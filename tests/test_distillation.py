@@ -210,10 +210,11 @@ def test_a_short_distillation_writes_a_student_checkpoint(tmp_path) -> None:
     loaded = load_checkpoint(tmp_path / "student")
     assert takes_guidance(loaded.model)
     meta = loaded.config["distillation"]
-    assert meta["teacher"] == "tiny-teacher" and meta["student_timesteps"] == student_timesteps(SCHEDULE, 4)
-    assert student_w_range(loaded.config) == (0.0, config.w_max) and student_w_range({}) == (0.0, 5.0)
+    assert meta["teacher"] == "tiny-teacher"
+    assert meta["student_timesteps"] == student_timesteps(SCHEDULE, config.student_steps)
+    assert student_w_range(loaded.config) == (0.0, config.w_max) and student_w_range({}) == (0.0, DistillConfig().w_max)
     settings = student_settings(loaded, w=2.0)
-    assert (settings.sampler, settings.steps) == ("ddim", 4)
+    assert (settings.sampler, settings.steps) == ("ddim", config.student_steps)
     # the student differs from the teacher after training (its weights moved), but its shapes are the teacher's
     assert any(not torch.equal(a, b) for a, b in zip(loaded.model.state_dict().values(),
                                                     teacher.model.state_dict().values(), strict=False))  # fmt: skip
@@ -245,7 +246,7 @@ def test_distill_and_evaluate_command_lines(tmp_path, capsys) -> None:
     assert summary["steps"] == 2 and (out / "config.json").is_file()
     assert evaluate_cli.main(["--checkpoint", str(out), "--per-class", "2", "--ws", "0,3"]) == 0
     metrics = json.loads(capsys.readouterr().out)
-    assert metrics["sampler"]["name"] == "ddim" and metrics["sampler"]["steps"] == 4
+    assert metrics["sampler"]["name"] == "ddim" and metrics["sampler"]["steps"] == DistillConfig().student_steps
     assert [row["w"] for row in metrics["by_w"]] == [0.0, 3.0] and metrics["by_w"][0]["samples"] == 20
     assert distill_cli.main(["--teacher", str(tmp_path / "missing"), "--out", str(out), "--steps", "1"]) == 2
     assert distill_cli.main(["--teacher", str(out), "--out", str(tmp_path / "again"), "--steps", "1"]) == 2

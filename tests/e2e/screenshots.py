@@ -6,7 +6,8 @@ Starts ``python app.py`` on a free port (with a throw-away home folder), drives 
 Playwright at 1280 px wide and writes one full-page PNG per tab: ``forward.png`` (t = 300), ``oracle.png``
 (with the reverse chain run and the model-vs-oracle strip), ``train.png`` (the live model's card and a
 45-second training run) and
-``sample.png`` (two digits per class, with the denoising GIF). Each file is kept under ``--max-kb`` by
+``sample.png`` (live guidance with the teacher beside the student, then two digits per class with the
+denoising GIF). Each file is kept under ``--max-kb`` by
 reducing it to a 256-colour palette and, only if that is not enough, scaling it down.
 """
 
@@ -101,6 +102,9 @@ def train(page: Any, out: Path, max_kb: int) -> None:
 
 def sample(page: Any, out: Path, max_kb: int) -> None:
     open_tab(page, "Sample")
+    page.locator("#live-note").filter(has_text="10 digits in").wait_for()
+    page.locator("#live-teacher").click()
+    page.get_by_text("Both rows start from the same").wait_for()
     per_digit = page.get_by_label("number input for samples per digit")
     per_digit.fill("2")
     per_digit.press("Enter")

@@ -12,7 +12,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from ui_fixtures import error_text, last
 
-from ddpm_ui import sample_tab
+from ddpm_ui import sample_tab, state
 
 pytestmark = pytest.mark.usefixtures("tiny_live")
 
@@ -101,7 +101,8 @@ def test_live_guidance_draws_each_request_as_it_would_alone_and_reports_bad_ones
     assert images[0].shape[1] > images[0].shape[0] > 28 and images[2] is not None
     assert images[1] is None and "at least one digit" in notes[1]
     assert images[3] is None and "distilled for w in 0…5" in notes[3]
-    assert "10 digits" in notes[0] and "4 network passes" in notes[0] and "together with 1 other" in notes[0]
+    passes = f"{state.student_steps()} network passes"
+    assert "10 digits" in notes[0] and passes in notes[0] and "together with 1 other" in notes[0]
     alone, note = sample_tab.live_first_view(["3", "8"], 1.0, 5)
     assert np.abs(alone.astype(int) - images[2].astype(int)).max() <= 1  # batching changes the cost, not the digits
     assert "2 digits" in note and "together" not in note
@@ -125,7 +126,7 @@ def test_sweep_and_comparison_include_the_student() -> None:
     assert rows["1"].count("%") == 2 and rows["4"].count("%") == 2  # the live model's and the student's accuracy
     assert rows["8"].count("%") == 1 and "–" in rows["8"]  # beyond the student's range: the teacher only
     _, compare_note = sample_tab.compare_samplers(["3", "8"], 3.0, 0)
-    assert "distilled student 4 steps" in compare_note
+    assert f"distilled student {state.student_steps()} steps" in compare_note
     _, beyond = sample_tab.compare_samplers(["3"], 7.0, 0)
     assert "distilled student" not in beyond.split("| sampler")[1]
 
