@@ -119,8 +119,9 @@ def bench_quality(emitter: Emitter, per_class: int, student_dir: Path, teacher_d
     """``quality_by_w``: accuracy and Fréchet distance of the student and the teacher (two ways) per w."""
     classifier, data = load_classifier(classifier_dir()), load_digits("bundled")
     student, teacher = load_checkpoint(student_dir), load_checkpoint(teacher_dir)
+    settings = student_settings(student, seed=1234)
     runs = {
-        "student (DDIM 4 steps, 1 pass each)": (student, student_settings(student, seed=1234)),
+        f"student (DDIM {settings.steps} steps, 1 pass each)": (student, settings),
         "teacher guided at every step (DPM-Solver++ 10 steps, 2 passes each)": (
             teacher, SamplerSettings(seed=1234, guidance_interval=NO_INTERVAL),
         ),

@@ -65,8 +65,8 @@ STUDENT_SPACING = "logsnr"
 class DistillConfig:
     """Everything that decides a distillation run; stored in the student's config.json."""
 
-    student_steps: int = 4  # network passes per sample for the student
-    substeps: int = 3  # teacher steps per student step (2 with a DDIM teacher = one progressive-distillation round)
+    student_steps: int = 3  # network passes per sample for the student
+    substeps: int = 4  # teacher steps per student step (2 with a DDIM teacher = one progressive-distillation round)
     teacher_solver: str = "dpmpp"  # "dpmpp" (DPM-Solver++(2M)) or "ddim"
     w_max: float = 5.0  # w ~ U[0, w_max] in training; the student's slider stops there
     batch_size: int = 64

@@ -407,10 +407,21 @@ def build_tab(demo: gr.Blocks) -> None:
                 live_new_noise = gr.Button("New noise", elem_id="live-new-noise")
             compare_teacher = gr.Button("Compare with the teacher's full sampler", elem_id="live-teacher")
         with gr.Column(scale=2):
-            live_grid = gr.Image(label="the same starting noise at the current w", format="png", interactive=False,
-                                 elem_id="live-grid", show_label=True)  # fmt: skip
+            live_grid = gr.Image(
+                label="the same starting noise at the current w",
+                format="png",
+                interactive=False,
+                elem_id="live-grid",
+                show_label=False,
+            )  # the note below says what it shows
             live_note = gr.Markdown(elem_id="live-note")
-            teacher_sheet = output_image("student and teacher from the same noise", fmt="png")
+            teacher_sheet = gr.Image(
+                label="student and teacher from the same noise",
+                format="png",
+                interactive=False,
+                show_label=False,
+                buttons=["download", "fullscreen"],
+            )  # captions inside
             teacher_note = gr.Markdown(latex_delimiters=LATEX)
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
