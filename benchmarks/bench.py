@@ -715,24 +715,33 @@ def bench_forward(bench: Bench) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+def launch_app(port: int, log: IO[str]) -> subprocess.Popen:
+    """``python app.py --port P`` from the repository root with analytics off, its output going to ``log``."""
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
+    return subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+
+
+def wait_for_page(proc: subprocess.Popen, url: str, timeout_s: float) -> bool:
+    """Poll until GET ``url`` answers 200 (True), or the app exits or ``timeout_s`` passes (False)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s and proc.poll() is None:
+        if http_ok(url):
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def cold_start_once(timeout_s: float = 60.0) -> tuple[float | None, str | None]:
     """Seconds from launching ``python app.py --port P`` until GET / answers 200, or (None, why not)."""
     port = free_port()
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryFile("w+") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = launch_app(port, log)
         try:
-            while time.perf_counter() - start < timeout_s and proc.poll() is None:
-                if http_ok(f"http://127.0.0.1:{port}/"):
-                    return time.perf_counter() - start, None
-                time.sleep(0.2)
+            if wait_for_page(proc, f"http://127.0.0.1:{port}/", timeout_s):
+                return time.perf_counter() - start, None
             exit_code = proc.poll()  # None: still running, it never answered
         finally:
             stop_process(proc)

@@ -31,7 +31,6 @@ import contextlib
 import functools
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -43,17 +42,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.bench import Emitter, ratio, time_runs
+from benchmarks.bench import Emitter, launch_app, ratio, time_runs, wait_for_page
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import load_classifier
 from ddpm_core.data import load_digits
 from ddpm_core.distillation import student_settings
 from ddpm_core.evaluate import evaluate
-from ddpm_core.localhost import free_port, http_ok, stop_process
+from ddpm_core.localhost import free_port, stop_process
 from ddpm_core.paths import classifier_dir, shipped_model_dir, student_model_dir
 from ddpm_core.sampling import NO_INTERVAL, SamplerSettings, sample, sampling_execution, starting_noise
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GROUPS: tuple[str, ...] = ("speed", "quality", "crowd")
 TEN = list(range(10))
 QUALITY_WS = (0.0, 1.0, 2.0, 3.0, 5.0)
@@ -179,14 +177,10 @@ def bench_crowd(emitter: Emitter, seconds: float, people: int = CROWD_PEOPLE) ->
     """``crowd_live_update_s``: eight people dragging at once against ``python app.py``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=REPO_ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        proc = launch_app(port, log)
         try:
-            deadline = time.perf_counter() + 90
-            while not http_ok(url) and time.perf_counter() < deadline and proc.poll() is None:
-                time.sleep(0.3)
+            wait_for_page(proc, url, timeout_s=90.0)
             warm = Person(url, 0, 3.0)  # first requests load the student and time its runtime
             warm.run()
             crowd = [Person(url, i, seconds) for i in range(people)]

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ddpm_core.checkpoints import LoadedModel, save_checkpoint
-from ddpm_core.data import DigitData, to_model_range
+from ddpm_core.data import DigitData
 from ddpm_core.diffusion import (
     alphas_cumprod_at,
     ddim_step,
@@ -47,13 +47,20 @@ from ddpm_core.sampling import (
     NO_INTERVAL,
     W_MAX,
     SamplerSettings,
-    guided_batch,
     guided_eps,
     interval_as_json,
     timesteps_for,
 )
 from ddpm_core.schedule import NoiseSchedule
-from ddpm_core.training import StepLedger, TrainProgress, learning_rate, optimisation_step, pick_device
+from ddpm_core.training import (
+    StepLedger,
+    TrainingDigits,
+    TrainProgress,
+    data_record,
+    learning_rate,
+    optimisation_step,
+    pick_device,
+)
 from ddpm_core.unet import ContextUNet, prediction_of, takes_guidance
 
 TEACHER_SOLVERS: tuple[str, ...] = ("dpmpp", "ddim")
@@ -229,10 +236,9 @@ def distill(
         end = grid[i + 1] if i + 1 < len(grid) else -1
         segments.append((t, end, refine_timesteps(schedule, t, end, config.substeps)))
 
-    x_all = to_model_range(data.train.images).to(dev)
-    y_all = torch.as_tensor(data.train.labels, dtype=torch.long).to(dev)
-    n = len(y_all)
-    teacher_execution = choose_inference(teacher_model, guided_batch(config.batch_size, 2.0), config.precision)
+    digits = TrainingDigits.of(data, dev)
+    # the teacher sees each batch twice per pass: with the class (ε_c) and without it (ε_∅)
+    teacher_execution = choose_inference(teacher_model, 2 * config.batch_size, config.precision)
     teacher_net = network(teacher_model, teacher_execution)
     execution = choose_training(model, config.batch_size, config.precision)
     stopped_early = False
@@ -243,15 +249,9 @@ def distill(
             return None
         meta = {
             "name": name or Path(out_dir).name,
-            "data": {"source": data.source, "description": data.description, "train_images": n},
+            "data": data_record(data),
             "training": {
-                "steps": ledger.steps,
-                "seconds": round(elapsed, 1),
-                "minutes": round(elapsed / 60, 2),
-                "final_loss": ledger.losses[-1] if ledger.losses else None,
-                "config": config.to_dict(),
-                "device": dev.type,
-                "execution": execution.as_dict(),
+                **ledger.training_record(ledger.steps, elapsed, config, dev, execution),
                 "teacher_execution": teacher_execution.as_dict(),
             },
             "distillation": {
@@ -276,12 +276,9 @@ def distill(
         if should_stop is not None and should_stop():
             stopped_early = True
             break
-        lr = learning_rate(config, ledger.steps, ledger.fraction())
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        lr = ledger.set_learning_rate(config, optimizer)
         t, end, teacher_steps = segments[ledger.steps % len(segments)]  # every student step equally often
-        idx = torch.randint(0, n, (config.batch_size,), generator=generator).to(dev)
-        x0, labels = x_all[idx], y_all[idx]
+        x0, labels = digits.draw(config.batch_size, generator)
         w = (torch.rand(config.batch_size, generator=generator) * config.w_max).to(dev)
         noise = torch.randn(x0.shape, generator=generator).to(dev)
         x_t, _ = q_sample(schedule, x0, t, noise=noise)
@@ -294,6 +291,7 @@ def distill(
         with autocast(execution.precision, dev):
             out = model(x_t, t_batch.float() / schedule.num_steps, labels, w)
         pred_x0 = predict_x0(schedule, x_t, t_batch, eps_from_output(schedule, x_t, t_batch, out.float(), prediction))
+        # target was made under inference_mode: autograd needs an ordinary tensor
         loss = truncated_snr_weight(schedule, t) * (pred_x0 - target.clone()).square().mean()
         ledger.record(
             optimisation_step(model, ema, optimizer, loss, config.grad_clip, config.ema_decay, ledger.steps + 1)
@@ -310,7 +308,7 @@ def student_settings(loaded: LoadedModel, w: float = 3.0, seed: int = 0, **overr
     """
     if not takes_guidance(loaded.model):
         raise ValueError(f"{loaded.name} is not a distilled student (it does not take w as an input)")
-    recorded = loaded.config.get("sampler") or student_sampler(DistillConfig().student_steps)
+    recorded = recorded_sampler(loaded.config)
     return SamplerSettings(
         w=w, sampler=recorded["name"], steps=int(recorded["steps"]), eta=float(recorded.get("eta", 0.0)),
         seed=seed, spacing=recorded.get("spacing", STUDENT_SPACING), guidance_interval=NO_INTERVAL, **overrides,
@@ -326,3 +324,8 @@ def student_w_range(config: Mapping[str, Any]) -> tuple[float, float]:
 def student_sampler(steps: int) -> dict[str, Any]:
     """The sampler a student was distilled for, as its checkpoint records it."""
     return {"name": STUDENT_SAMPLER, "steps": steps, "eta": 0.0, "spacing": STUDENT_SPACING}
+
+
+def recorded_sampler(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampler a student's config.json records, or the default student's if it records none."""
+    return config.get("sampler") or student_sampler(DistillConfig().student_steps)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ddpm_core.unet import unfused_attention
+from ddpm_core.unet import takes_guidance, unfused_attention
 
 INPUT_NAMES = ("x", "t", "labels")
 OPSET = 17
@@ -33,7 +33,7 @@ def available() -> bool:
 
 def input_names(model: nn.Module) -> tuple[str, ...]:
     """The graph's inputs: x, t and labels, and w for a student that takes the guidance weight."""
-    return (*INPUT_NAMES, "w") if getattr(model.config, "guidance_input", False) else INPUT_NAMES  # type: ignore[attr-defined]
+    return (*INPUT_NAMES, "w") if takes_guidance(model) else INPUT_NAMES
 
 
 def export_onnx(model: nn.Module) -> bytes:

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from ddpm_core import onnx_network
+from ddpm_core.unet import takes_guidance
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
@@ -309,7 +310,7 @@ def _dummy_batch(model: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
     x = torch.randn(batch, cfg.image_channels, cfg.image_size, cfg.image_size, generator=gen).to(device)
     t = torch.full((batch,), 0.5, device=device)
     labels = (torch.arange(batch) % (cfg.num_classes + 1)).to(device)
-    if getattr(cfg, "guidance_input", False):
+    if takes_guidance(model):
         return x, t, labels, torch.full((batch,), 3.0, device=device)
     return x, t, labels
 

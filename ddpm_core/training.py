@@ -237,6 +237,11 @@ def drop_context(labels: torch.Tensor, prob: float, generator: torch.Generator) 
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
 
 
+def data_record(data: DigitData) -> dict[str, Any]:
+    """The ``data`` entry of a checkpoint's config.json: where the digits came from and how many trained it."""
+    return {"source": data.source, "description": data.description, "train_images": len(data.train)}
+
+
 def learning_rate(config: TrainConfig, step: int, fraction: float) -> float:
     """Linear warm-up over ``warmup_steps``, then cosine decay to 10% as the budget runs out."""
     warm = min(1.0, (step + 1) / max(1, config.warmup_steps))
@@ -303,6 +308,27 @@ def _restore_training_state(
     return step
 
 
+@dataclass(frozen=True)
+class TrainingDigits:
+    """The training digits in the model's range [−1, 1] and their labels, on the training device."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def of(cls, data: DigitData, device: torch.device) -> TrainingDigits:
+        labels = torch.as_tensor(data.train.labels, dtype=torch.long)
+        return cls(to_model_range(data.train.images).to(device), labels.to(device))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``batch`` digits and their labels, drawn uniformly with replacement."""
+        idx = torch.randint(0, len(self), (batch,), generator=generator).to(self.labels.device)
+        return self.images[idx], self.labels[idx]
+
+
 class StepLedger:
     """What the training and distillation loops share: the budget (steps or minutes, whichever ends first),
     the losses, a progress report every ``report_every`` steps and a checkpoint every ``checkpoint_every_s``.
@@ -359,6 +385,29 @@ class StepLedger:
         loss = sum(window) / len(window) if window else float("nan")
         return TrainProgress(step, self.max_steps, loss, lr, elapsed, frac, eta, ema, schedule, execution, done)
 
+    def set_learning_rate(self, config: Any, optimizer: torch.optim.Optimizer) -> float:
+        """Set the optimiser's rate for the next step (:func:`learning_rate` at this run's step and fraction)."""
+        lr = learning_rate(config, self.steps, self.fraction())
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def training_record(
+        self, step: int, elapsed: float, config: Any, device: torch.device, execution: Execution, prior_s: float = 0.0
+    ) -> dict[str, Any]:
+        """The ``training`` entry of a checkpoint's config.json: steps, time (with ``prior_s`` of earlier runs),
+        the last loss, the config, the device and how the network ran."""
+        seconds = prior_s + elapsed
+        return {
+            "steps": step,
+            "seconds": round(seconds, 1),
+            "minutes": round(seconds / 60, 2),
+            "final_loss": self.losses[-1] if self.losses else None,
+            "config": config.to_dict(),
+            "device": device.type,
+            "execution": execution.as_dict(),
+        }
+
     def record(self, loss: float) -> None:
         """Count a step with its loss; report and save when it is time."""
         self.steps += 1
@@ -411,29 +460,16 @@ def train(
         start_step = int((resume.config.get("training", {}) or {}).get("steps") or 0)
     prior_seconds = float((resume.config.get("training", {}) or {}).get("seconds", 0.0)) if resume else 0.0
 
-    x_all = to_model_range(data.train.images).to(dev)
-    y_all = torch.as_tensor(data.train.labels, dtype=torch.long).to(dev)
-    n = len(y_all)
+    digits = TrainingDigits.of(data, dev)
     step = start_step
     stopped_early = False
-    metadata = {
-        "name": name or (Path(out_dir).name if out_dir else "digits"),
-        "data": {"source": data.source, "description": data.description, "train_images": n},
-    }
+    metadata = {"name": name or (Path(out_dir).name if out_dir else "digits"), "data": data_record(data)}
 
     def save(elapsed: float) -> Path | None:
         if out_dir is None:
             return None
         meta = dict(metadata)
-        meta["training"] = {
-            "steps": step,
-            "seconds": round(prior_seconds + elapsed, 1),
-            "minutes": round((prior_seconds + elapsed) / 60, 2),
-            "final_loss": ledger.losses[-1] if ledger.losses else None,
-            "config": config.to_dict(),
-            "device": dev.type,
-            "execution": execution.as_dict(),
-        }
+        meta["training"] = ledger.training_record(step, elapsed, config, dev, execution, prior_seconds)
         return save_checkpoint(out_dir, ema, schedule, meta, _training_state(model, optimizer, step))
 
     def report(done: bool) -> None:
@@ -448,11 +484,9 @@ def train(
         if should_stop is not None and should_stop():
             stopped_early = True
             break
-        lr = learning_rate(config, ledger.steps, ledger.fraction())
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        idx = torch.randint(0, n, (config.batch_size,), generator=generator).to(dev)
-        x0, labels = random_shift(x_all[idx], config.augment_shift, generator), y_all[idx]
+        lr = ledger.set_learning_rate(config, optimizer)
+        x0, labels = digits.draw(config.batch_size, generator)
+        x0 = random_shift(x0, config.augment_shift, generator)
         if config.t_sampling == "lognormal":
             t = lognormal_timesteps(schedule, config.batch_size, config.lognormal_mean, config.lognormal_std, generator)
         else:

@@ -290,12 +290,17 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
         label = f"{name} {result.network_evaluations} steps"
         captions.append(f"{label}{detail}: {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
         lines.append(f"| {label} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
+    student_row = (
+        " The last row is the student distilled from the shipped model: DDIM in "
+        f"{runs[-1][3].steps} steps, one pass each, w as an input."
+        if runs[-1][0] == STUDENT_LABEL
+        else ""
+    )
     note = (
         "Every row starts from the same $x_T$. DDPM adds fresh noise at each of its T steps; DDIM with "
-        "η = 0 and DPM-Solver++ are deterministic given $x_T$. The last row is the student distilled from the "
-        f"shipped model: DDIM in {state.student_steps()} steps, one pass each, w as an input."
-        "\n\n| sampler | time | accuracy |\n|---|---|---|\n" + "\n".join(lines)
-    )
+        "η = 0 and DPM-Solver++ are deterministic given $x_T$." + student_row
+        + "\n\n| sampler | time | accuracy |\n|---|---|---|\n" + "\n".join(lines)
+    )  # fmt: skip
     return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
 
 

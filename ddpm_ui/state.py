@@ -86,7 +86,7 @@ def student_w_range() -> tuple[float, float]:
 
 def student_steps() -> int:
     """Network passes per live update, as the shipped student's config records them."""
-    return int((student_record().get("sampler") or {}).get("steps") or distillation.DistillConfig().student_steps)
+    return int(distillation.recorded_sampler(student_record())["steps"])
 
 
 @functools.cache
