@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from ddpm_core.runtime import default_precision, default_runtime
-from ddpm_ui import forward_tab, image_cache, oracle_tab, sample_tab, train_tab
+from ddpm_ui import api_errors, forward_tab, image_cache, oracle_tab, sample_tab, train_tab
 from ddpm_ui.common import MAX_FILE_SIZE
 from ddpm_ui.state import warm_up
 
@@ -28,6 +28,7 @@ from ddpm_ui.state import warm_up
 def build_demo() -> gr.Blocks:
     """The whole app: one gr.Tabs, each tab built and wired by its own module."""
     image_cache.install()  # identical pictures for two users at once must not race in Gradio's cache
+    api_errors.install()  # errors Gradio raises before a handler runs reach the client as plain sentences
     with gr.Blocks(title="DDPM Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
         with gr.Tabs():
@@ -45,7 +46,12 @@ def build_demo() -> gr.Blocks:
 
 def launch_options() -> dict[str, Any]:
     """Keyword arguments for ``demo.launch`` shared by ``__main__`` and the tests."""
-    return {"max_file_size": MAX_FILE_SIZE, "show_error": True, "footer_links": ["api", "gradio"]}
+    return {
+        "max_file_size": MAX_FILE_SIZE,
+        "show_error": True,
+        "footer_links": ["api", "gradio"],
+        "app_kwargs": api_errors.app_kwargs(),  # malformed API requests get plain JSON errors, not pydantic's
+    }
 
 
 demo = build_demo()

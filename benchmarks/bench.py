@@ -668,12 +668,15 @@ def bench_forward(bench: Bench) -> None:
     """
     from PIL import Image
 
+    from ddpm_ui.common import received_folders
     from ddpm_ui.forward_tab import forward_view
     from ddpm_ui.oracle_tab import error_curve
 
     schedule_name, num_steps, shown_t = "linear", 1000, 200
     handlers = "ddpm_ui.forward_tab.forward_view / ddpm_ui.oracle_tab.error_curve (server-side, no network or browser)"
-    with tempfile.TemporaryDirectory() as tmp:
+    uploads = Path(received_folders()[0])  # the handlers open only files Gradio received, as an upload would be
+    uploads.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=uploads) as tmp:
         path = Path(tmp) / "synthetic_512.png"
         Image.fromarray(synthetic_rgb()).save(path)
         image = str(path)

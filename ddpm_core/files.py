@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -95,22 +95,40 @@ def complete_folder(directory: str | Path) -> Path:
     return directory
 
 
-def fresh_folder(parent: str | Path, max_age_s: float, keep: Path | None = None) -> Path:
+def fresh_folder(parent: str | Path, max_age_s: float, keep: str | Path | Iterable[str | Path] | None = None) -> Path:
     """A new, uniquely named folder under ``parent`` for one request's files.
 
-    Folders under ``parent`` older than ``max_age_s`` are deleted first, except ``keep`` (say, the folder a
-    model in use was loaded from), so a long-running server does not fill its disk.
+    Folders under ``parent`` older than ``max_age_s`` are deleted first, so a long-running server does not fill
+    its disk; ``keep`` (one folder or a collection of them: say, every folder a session's model was loaded
+    from) is spared, and so is any folder that holds one of them.
     """
     parent = Path(parent)
     if parent.is_dir():
-        keep = keep.resolve() if keep is not None else None
+        kept = _resolved(keep)
         cutoff = time.time() - max_age_s
         for folder in parent.iterdir():
             try:
-                if folder.is_dir() and folder.stat().st_mtime < cutoff and folder.resolve() != keep:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff and not _holds(folder, kept):
                     shutil.rmtree(folder, ignore_errors=True)
             except OSError:  # another request removed it first
                 continue
     folder = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     folder.mkdir(parents=True)
     return folder
+
+
+def _resolved(keep: str | Path | Iterable[str | Path] | None) -> frozenset[str]:
+    """``keep`` as a set of real paths; a single path (str or Path) counts as one folder, not as characters.
+
+    ``os.path.realpath`` rather than ``Path.resolve``: it never raises, even on a symlink loop.
+    """
+    if keep is None:
+        return frozenset()
+    folders = [keep] if isinstance(keep, (str, os.PathLike)) else list(keep)
+    return frozenset(os.path.realpath(f) for f in folders if f is not None and os.fspath(f) != "")
+
+
+def _holds(folder: Path, kept: frozenset[str]) -> bool:
+    """True if ``folder`` is one of ``kept`` or contains one (a model loaded from a subfolder of a request's)."""
+    real = os.path.realpath(folder)
+    return any(k == real or k.startswith(real.rstrip(os.sep) + os.sep) for k in kept)

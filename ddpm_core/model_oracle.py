@@ -8,6 +8,7 @@ output is turned into ε first (Salimans & Ho 2022), so both kinds are measured 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,8 +79,12 @@ def loss_by_t(
     batch_size: int = 500,
     precision: str | None = None,
     runtime: str | None = None,
+    callback: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, Execution]:
-    """Mean ‖ε − ε_θ(x_t, t, c)‖² per pixel (eq. 14) over the given digits at ``num_t`` evenly spaced steps."""
+    """Mean ‖ε − ε_θ(x_t, t, c)‖² per pixel (eq. 14) over the given digits at ``num_t`` evenly spaced steps.
+
+    ``callback(done, total)`` runs after each step t (a progress bar; raising in it stops the curve).
+    """
     generator = torch.Generator().manual_seed(seed)
     batch = min(batch_size, len(labels))
     execution = choose_inference(model, batch, precision or default_precision(), runtime or default_runtime())
@@ -95,4 +100,6 @@ def loss_by_t(
             eps_model = eps_from_output(schedule, x_t, int(t), net(x_t, t_in, yb), prediction)
             total += float(((eps_model - eps) ** 2).mean(dim=(1, 2, 3)).sum())
         losses.append(total / len(labels))
+        if callback is not None:
+            callback(len(losses), len(ts))
     return ts, np.array(losses), execution

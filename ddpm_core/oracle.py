@@ -11,6 +11,7 @@ Steps follow :mod:`ddpm_core.schedule`: code step t = 0 … T−1 is the paper's
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -271,11 +272,13 @@ def oracle_reverse_chain(
     num_snapshots: int = 5,
     variance: VarianceChoice = "beta",
     max_side: int | None = None,
+    callback: Callable[[int, int], None] | None = None,
 ) -> OracleChain:
     """Run Algorithm 2 from x_{T−1} ~ q(x_{T−1} | x_0) with ε = predict_eps(x_t, t, x_0) at every step, in float64.
 
     With the oracle ε, x̂_0 = x_0 at every step, so each step samples the true posterior
     q(x_{t−1} | x_t, x_0); the last step (t = 0) adds no noise and its mean is exactly x_0.
+    ``callback(done, T)`` runs after each step (a progress bar; raising in it stops the chain).
     """
     if x0.ndim != 3:
         raise ValueError(f"x0 must be one image [C, H, W], got shape {tuple(x0.shape)}")
@@ -295,6 +298,8 @@ def oracle_reverse_chain(
             snapshots.append(x_t)
         eps = predict_eps(schedule, x_t, t, x0)
         x_t = ddpm_step(schedule, x_t, t, eps, variance=variance, generator=generator).sample
+        if callback is not None:
+            callback(T - t, T)
     steps.append(-1)
     snapshots.append(x_t)
     error = (x_t - x0).abs()

@@ -34,7 +34,6 @@ per process on the real batch shape) unless the settings name one.
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ddpm_core.background import BackgroundWork, Cancelled, Report
 from ddpm_core.diffusion import ddim_step, ddpm_step, dpm_solver_pp_step, eps_from_output, predict_x0
 from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime, network
 from ddpm_core.schedule import NoiseSchedule
@@ -97,8 +97,7 @@ class SampleResult:
     network_images: int = 0  # images through the network in all: 2 per sample on a guided step, else 1
 
 
-class SamplingCancelled(Exception):
-    """Raised from a callback to stop sampling early."""
+SamplingCancelled = Cancelled  # raised from a callback to stop sampling early
 
 
 def validate_labels(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -199,6 +198,18 @@ def starting_noise(model: nn.Module, n: int, seed: int | torch.Generator) -> tor
 def sampling_steps(settings: SamplerSettings, schedule: NoiseSchedule) -> int:
     """How many steps (network passes) a run with ``settings`` takes: T for DDPM, ``settings.steps`` otherwise."""
     return len(timesteps_for(settings.sampler, settings.steps, schedule, settings.spacing))
+
+
+def network_images_needed(settings: SamplerSettings, schedule: NoiseSchedule, n: int, w_input: bool = False) -> int:
+    """Images through the network for ``n`` samples with ``settings``: the work of a request, before it runs.
+
+    It is what :attr:`SampleResult.network_images` will count: per step, 2n where guidance needs the
+    unconditional pass too, else n (always n for a distilled student, which takes w as an input).
+    """
+    ts = timesteps_for(settings.sampler, settings.steps, schedule, settings.spacing)
+    if w_input:
+        return n * len(ts)
+    return sum(guided_batch(n, guidance_weight_at(schedule, t, settings.w, settings.guidance_interval)) for t in ts)
 
 
 def linspace_timesteps(num_steps: int, steps: int) -> list[int]:
@@ -372,12 +383,12 @@ class Trajectory:
             self.pred_x0s.append(info.pred_x0.detach().float().clamp(-1, 1).cpu())
 
 
-class BackgroundSampling:
+class BackgroundSampling(BackgroundWork[SampleResult]):
     """:func:`sample` in a daemon thread that the caller watches and can cancel (a page that streams progress).
 
     ``updates(every_s)`` yields the latest :class:`StepInfo` while the sampler works; :meth:`cancel` stops
     it at its next step; :meth:`outcome` is the :class:`SampleResult`, ``None`` if cancelled, or re-raises
-    the sampler's error.
+    the sampler's error. ``deadline_s`` stops it at the first step after that many seconds.
     """
 
     def __init__(
@@ -387,54 +398,20 @@ class BackgroundSampling:
         labels: Sequence[int] | torch.Tensor,
         settings: SamplerSettings,
         callback: Callable[[StepInfo], None] | None = None,
+        deadline_s: float | None = None,
     ) -> None:
-        self.latest: StepInfo | None = None
-        self._callback = callback
-        self._cancel = threading.Event()
-        self._result: SampleResult | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._work, args=(model, schedule, labels, settings), name="ddpm-sampling", daemon=True
-        )
-        self._thread.start()
+        def work(report: Report) -> SampleResult:
+            def on_step(info: StepInfo) -> None:
+                report(info.index + 1, info.total, info)
+                if callback is not None:
+                    callback(info)
 
-    def _on_step(self, info: StepInfo) -> None:
-        if self._cancel.is_set():
-            raise SamplingCancelled
-        if self._callback is not None:
-            self._callback(info)
-        self.latest = info
+            return sample(model, schedule, labels, settings, callback=on_step)
 
-    def _work(self, model: nn.Module, schedule: NoiseSchedule, labels: Sequence[int] | torch.Tensor,
-              settings: SamplerSettings) -> None:  # fmt: skip
-        try:
-            self._result = sample(model, schedule, labels, settings, callback=self._on_step)
-        except SamplingCancelled:
-            pass
-        except Exception as exc:  # handed to whoever asks for the outcome
-            self._error = exc
+        super().__init__(work, deadline_s, name="ddpm-sampling")
 
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
-
-    def updates(self, every_s: float) -> Iterator[StepInfo]:
+    def updates(self, every_s: float) -> Iterator[StepInfo]:  # type: ignore[override]
         """The latest step every ``every_s`` seconds until the sampler ends (nothing before its first step)."""
-        while self._thread.is_alive():
-            self._thread.join(every_s)
-            info = self.latest
-            if info is not None and self._thread.is_alive():
-                yield info
-
-    def cancel(self) -> None:
-        """Stop the sampler after its current step (nothing happens if it has finished)."""
-        self._cancel.set()
-
-    def outcome(self, timeout_s: float | None = None) -> SampleResult | None:
-        """Wait for the end; the result, ``None`` if it was cancelled, or the sampler's error raised again."""
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            raise TimeoutError("the sampler is still running")
-        if self._error is not None:
-            raise self._error
-        return self._result
+        for progress in super().updates(every_s):
+            if progress is not None:
+                yield progress.detail

@@ -1,23 +1,29 @@
 """What every tab shares: the constants, turning errors into messages, parsing inputs, formatting numbers.
 
 Handlers raise :class:`gradio.Error` (via :func:`user_error`) for anything a person should read; the
-:func:`friendly_errors` decorator turns the core's ``ValueError``s into those and hides unexpected
-failures behind a short note (logged on the server with their stack trace).
+:func:`friendly_errors` decorator turns errors written for people into those and hides everything else
+behind a short note (logged on the server with its stack trace); :func:`readable_message` says which is
+which. File inputs are read only from Gradio's upload folder or the shipped assets (:func:`received_file`).
 """
 
 from __future__ import annotations
 
+import dis
 import functools
 import logging
 import math
+import numbers
 import os
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
+from ddpm_core.checkpoints import CheckpointError
 from ddpm_core.files import fresh_folder
 from ddpm_core.image_io import ImageInputError, LoadedImage, load_image_info
 from ddpm_core.paths import assets_dir, runs_dir
@@ -52,13 +58,73 @@ F = TypeVar("F", bound=Callable[..., Any])
 # ----------------------------------------------------------------------------------------------
 
 
+class InputError(ValueError):
+    """Bad input, with a message written for the person who sent it (shown as it is)."""
+
+
+# Exceptions whose message is always written for people, wherever they were raised.
+READABLE_ERRORS: tuple[type[Exception], ...] = (InputError, ImageInputError, CheckpointError)
+INVALID_INPUT = "This input is not valid; please check the values and try again."
+UNEXPECTED = "Something went wrong while computing this view. Please try again."
+_OUR_PACKAGES = ("ddpm_core", "ddpm_ui")
+_RAISE_OPCODES = frozenset(dis.opmap[name] for name in ("RAISE_VARARGS",) if name in dis.opmap)
+
+
 def user_error(message: str) -> gr.Error:
     """An error shown to the user as it is; no stack trace is printed for these."""
     return gr.Error(message, title="Cannot show this", print_exception=False)
 
 
+def _raised_by_our_code(err: BaseException) -> bool:
+    """True if ``err`` comes from a ``raise`` statement in ddpm_core or ddpm_ui.
+
+    The innermost traceback entry is where the exception started. A ``raise ValueError("…")`` of ours stops
+    there on a RAISE instruction; ``float("abc")`` or ``int(nan)`` in our code stops on a call (the error
+    comes from Python's C code, with Python's wording), and an error raised inside torch, numpy or pydantic
+    stops in their modules. Only the first kind was written for people.
+    """
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    if module.split(".")[0] not in _OUR_PACKAGES:
+        return False
+    code = tb.tb_frame.f_code.co_code
+    return 0 <= tb.tb_lasti < len(code) and code[tb.tb_lasti] in _RAISE_OPCODES
+
+
+def readable_message(err: BaseException) -> str | None:
+    """The message of ``err`` if it was written for people, else ``None`` (show a generic note instead).
+
+    The rule, for every handler: :class:`InputError`, ``ImageInputError`` and ``CheckpointError`` are shown
+    as they are; so is a ``ValueError`` (or a subclass of ours) raised by a ``raise`` statement in ddpm_core
+    or ddpm_ui (the core's ``validate_*`` checks, a tab's own checks). ``ValueError``s from Python, torch,
+    numpy or pydantic ("could not convert string to float", "cannot convert float NaN to integer") are not:
+    they name internals, not the field.
+    """
+    if isinstance(err, gr.Error):
+        return str(err.message)
+    if isinstance(err, READABLE_ERRORS):
+        return str(err)
+    if isinstance(err, ValueError) and _ours(type(err)) and _raised_by_our_code(err):
+        return str(err)
+    return None
+
+
+def _ours(kind: type) -> bool:
+    """ValueError itself, or a subclass defined in ddpm_core / ddpm_ui (not pydantic's, json's, …)."""
+    return kind is ValueError or kind.__module__.split(".")[0] in _OUR_PACKAGES
+
+
 def friendly_errors(fn: F) -> F:
-    """Turn bad-input errors into readable :class:`gradio.Error`s and hide everything else behind a short note."""
+    """Turn errors written for people into :class:`gradio.Error`s and hide everything else behind a short note.
+
+    Bad input that slipped past our parsers (a ``ValueError``, ``TypeError`` or ``OverflowError`` from
+    Python or torch) gets :data:`INVALID_INPUT`; any other failure gets :data:`UNEXPECTED`. Both are logged
+    with their stack trace; the person never sees Python's or torch's wording.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -66,11 +132,15 @@ def friendly_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except (ImageInputError, ValueError) as err:
-            raise user_error(str(err)) from None
-        except Exception:
+        except Exception as err:
+            message = readable_message(err)
+            if message is not None:
+                raise user_error(message) from None
+            if isinstance(err, (ValueError, TypeError, OverflowError)):
+                LOG.warning("handler %s refused its input", fn.__name__, exc_info=True)
+                raise user_error(INVALID_INPUT) from None
             LOG.exception("handler %s failed", fn.__name__)
-            raise user_error("Something went wrong while computing this view. Please try again.") from None
+            raise user_error(UNEXPECTED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -80,68 +150,171 @@ def friendly_errors(fn: F) -> F:
 # ----------------------------------------------------------------------------------------------
 
 
+def _as_number(value: Any) -> int | float | None:
+    """A finite number from a JSON number or a short string that spells one; ``None`` for anything else.
+
+    Integers stay ``int`` (so a huge one is compared exactly, never overflowing a float); booleans are not
+    numbers here, although Python treats ``True`` as 1.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 64:  # no number a person types is longer; int() of a long one is slow
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            value = text
+    if isinstance(value, (numbers.Real, str)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _range_text(lo: float, hi: float, note: str) -> str:
+    """ "between 0 and 999 when T = 1000": whole bounds without a decimal point, others in short form."""
+
+    def show(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    return f"between {show(lo)} and {show(hi)}{note}"
+
+
+def parse_int(value: Any, what: str, lo: int, hi: int, *, default: int | None = None, note: str = "") -> int:
+    """A whole number in ``lo … hi``, or an :class:`InputError` naming ``what`` and the range.
+
+    Accepts JSON numbers (2.0 counts as 2) and strings that spell one ("150"); refuses ``None`` (unless a
+    ``default`` is given for an empty box), other strings, booleans, NaN, ±inf, fractions and values out of
+    range. ``note`` is added after the range, e.g. " when T = 150".
+    """
+    if default is not None and (value is None or (isinstance(value, str) and not value.strip())):
+        return default
+    number = _as_number(value)
+    if number is None:
+        raise InputError(f"{what} must be a number: a whole number {_range_text(lo, hi, note)}.")
+    if isinstance(number, float) and not number.is_integer():
+        raise InputError(f"{what} must be a whole number {_range_text(lo, hi, note)}.")
+    if not lo <= number <= hi:
+        raise InputError(f"{what} must be a whole number {_range_text(lo, hi, note)}.")
+    return int(number)
+
+
+def parse_float(value: Any, what: str, lo: float, hi: float, *, default: float | None = None, note: str = "") -> float:
+    """A finite number in ``lo … hi``, or an :class:`InputError` naming ``what`` and the range.
+
+    Accepts JSON numbers and strings that spell one; refuses ``None`` (unless a ``default`` is given for an
+    empty box), other strings, booleans, NaN, ±inf and values out of range.
+    """
+    if default is not None and (value is None or (isinstance(value, str) and not value.strip())):
+        return default
+    number = _as_number(value)
+    if number is None or not lo <= number <= hi:
+        raise InputError(f"{what} must be a number {_range_text(lo, hi, note)}.")
+    return float(number)
+
+
 def file_path(payload: Any) -> str:
-    """The path behind a file input: a path, or Gradio's file payload (a dict or object with ``path``)."""
+    """The path a file input names: a path, or Gradio's file payload (a dict or object with ``path``).
+
+    Anything else (a number, a list, a dict without a string ``path``) gives "". This only reads the payload;
+    :func:`received_file` decides whether the file may be opened.
+    """
     if isinstance(payload, dict):
         payload = payload.get("path")
-    elif hasattr(payload, "path"):
-        payload = payload.path
-    return str(payload) if isinstance(payload, (str, os.PathLike)) else ""
+    elif not isinstance(payload, (str, os.PathLike)) and hasattr(payload, "path"):
+        payload = getattr(payload, "path", None)
+    if isinstance(payload, os.PathLike):
+        payload = os.fspath(payload)
+    return payload if isinstance(payload, str) else ""
+
+
+NO_IMAGE = "Please upload an image first (or use the example)."
+NOT_RECEIVED = "This image is not one the app received; please upload it again."
+
+
+def received_folders() -> tuple[str, ...]:
+    """The folders file inputs may be read from (real paths): Gradio's upload folder and the shipped assets.
+
+    Gradio's own rule for uploads (``processing_utils._check_allowed`` during preprocessing) accepts only
+    ``gradio.utils.get_upload_folder()``, i.e. ``$GRADIO_TEMP_DIR`` or ``<tmp>/gradio``: where
+    ``/gradio_api/upload`` stores files and where the example's default value is copied. Handlers wired with
+    ``preprocess=False`` skip that check, so :func:`received_file` repeats it.
+    """
+    return tuple(os.path.realpath(folder) for folder in (get_upload_folder(), assets_dir()))
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def received_file(payload: Any, refused: str = NOT_RECEIVED, missing: str = NO_IMAGE) -> tuple[str, os.stat_result]:
+    """The real path and stat of a file the app received (an upload, or a shipped example), else an InputError.
+
+    The path is resolved (``..`` and symlinks, so a link in the upload folder pointing elsewhere counts as
+    elsewhere) and checked against :func:`received_folders` before anything is looked up on disk. Every
+    refusal (outside those folders, missing, a folder, unreadable) gets the same ``refused`` message, so the
+    answer never tells whether some path exists on the server.
+    """
+    path = file_path(payload)
+    if not path:
+        raise InputError(missing)
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):  # a NUL byte, a name too long for the system
+        raise InputError(refused) from None
+    if not any(_inside(real, folder) for folder in received_folders()):
+        raise InputError(refused)
+    try:
+        info = os.stat(real)
+    except (OSError, ValueError):
+        raise InputError(refused) from None
+    if not stat.S_ISREG(info.st_mode) or not os.access(real, os.R_OK):
+        raise InputError(refused)
+    return real, info
 
 
 @functools.lru_cache(maxsize=16)
 def load_image_version(path: str, size: int, mtime_ns: int) -> LoadedImage:
-    """Decode once per file version (path, size, mtime); a slider drag then reuses the tensor."""
+    """Decode once per file version (path, size, mtime); a slider drag then reuses the tensor.
+
+    ``path`` must come from :func:`load_image` (or its key), which checked that the app received it.
+    """
     return load_image_info(path, max_side=IMAGE_SIDE)
 
 
 def load_image(image: Any) -> tuple[LoadedImage, tuple[str, int, int]]:
-    """The decoded image and a key that identifies the file version."""
-    path = file_path(image) if image not in (None, "") else ""
-    if not path:
-        raise ImageInputError("Please upload an image first (or use the example).")
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        raise ImageInputError("The uploaded image could not be found; please upload it again.") from None
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    """The decoded image and a key that identifies the file version; only uploads and shipped examples."""
+    real, info = received_file(image)
+    key = (real, info.st_size, info.st_mtime_ns)
     return load_image_version(*key), key
 
 
 def parse_T(T: Any) -> int:
     """The number of diffusion steps T, one of :data:`T_CHOICES`."""
-    choices = ", ".join(map(str, T_CHOICES))
+    message = f"T must be one of {', '.join(map(str, T_CHOICES))}."
     try:
-        value = float(T)
-    except (TypeError, ValueError):
-        raise ValueError(f"T must be one of {choices}.") from None
+        value = parse_int(T, "T", min(T_CHOICES), max(T_CHOICES))
+    except InputError:
+        raise InputError(message) from None
     if value not in T_CHOICES:
-        raise ValueError(f"T must be one of {choices}, not {T}.")
-    return int(value)
+        raise InputError(message)
+    return value
 
 
 def parse_step(t: Any, T: int) -> int:
     """A step t in 0 … T−1."""
-    try:
-        value = float(t)
-    except (TypeError, ValueError):
-        raise ValueError("The step t must be a number.") from None
-    if not math.isfinite(value) or value != int(value):
-        raise ValueError("The step t must be a whole number.")
-    if not 0 <= value <= T - 1:
-        raise ValueError(f"The step t must lie between 0 and {T - 1} when T = {T}.")
-    return int(value)
+    return parse_int(t, "The step t", 0, T - 1, note=f" when T = {T}")
 
 
 def parse_seed(seed: Any) -> int:
     """A seed in 0 … MAX_SEED (an empty box means 0)."""
-    try:
-        value = float(seed if seed is not None else 0)
-    except (TypeError, ValueError):
-        raise ValueError("The seed must be a whole number.") from None
-    if not math.isfinite(value) or value != int(value) or not 0 <= value <= MAX_SEED:
-        raise ValueError(f"The seed must be a whole number between 0 and {MAX_SEED}.")
-    return int(value)
+    return parse_int(seed, "The seed", 0, MAX_SEED, default=0)
 
 
 @functools.lru_cache(maxsize=8)
@@ -151,8 +324,8 @@ def cached_schedule(name: str, T: int) -> NoiseSchedule:
 
 def parse_schedule(schedule_name: Any, T: Any) -> NoiseSchedule:
     """The noise schedule named on the page, with T steps."""
-    if schedule_name not in SCHEDULE_NAMES:
-        raise ValueError(f"The schedule must be one of {', '.join(SCHEDULE_NAMES)}.")
+    if not isinstance(schedule_name, str) or schedule_name not in SCHEDULE_NAMES:
+        raise InputError(f"The schedule must be one of {', '.join(SCHEDULE_NAMES)}.")
     return cached_schedule(str(schedule_name), parse_T(T))
 
 
@@ -175,8 +348,12 @@ def parse_image_view(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) 
     return ImageViewInputs(loaded, key, schedule, step, seed)
 
 
-def request_folder(kind: str, keep: Path | None = None) -> Path:
-    """A fresh private folder for one request's files under the runs folder (old ones are cleared)."""
+def request_folder(kind: str, keep: str | Path | Iterable[str | Path] | None = None) -> Path:
+    """A fresh private folder for one request's files under the runs folder (old ones are cleared).
+
+    ``keep``: a folder, or a collection of folders (say, every folder a session's model is loaded from), that
+    the clean-up must spare, together with the request folders that hold them.
+    """
     return fresh_folder(runs_dir() / kind, REQUEST_FILES_MAX_AGE_S, keep=keep)
 
 
@@ -214,10 +391,10 @@ def seed_box(elem_id: str | None = None) -> gr.Number:
 
 
 def next_seed(seed: Any) -> int:
-    """The "New noise" button: seed + 1 (wrapping), or 0 for a box that holds no number."""
+    """The "New noise" button: seed + 1 (wrapping), or 0 for a box that holds no valid seed."""
     try:
-        return (int(float(seed)) + 1) % (MAX_SEED + 1)
-    except (TypeError, ValueError):
+        return (parse_int(seed, "The seed", 0, MAX_SEED) + 1) % (MAX_SEED + 1)  # no default: empty gives 0
+    except InputError:
         return 0
 
 
@@ -243,13 +420,12 @@ def image_controls(prefix: str) -> tuple[gr.Image, gr.Slider, gr.Radio, gr.Radio
 
 def step_slider_update(T: int, t: Any, fallback: int = 0, **changes: Any) -> dict:
     """A t slider spanning 0 … T−1, keeping ``t`` (clamped into range) or ``fallback`` if ``t`` is no number."""
-    try:
-        step = int(float(t))
-    except (TypeError, ValueError):
-        step = fallback
-    return gr.update(maximum=T - 1, value=min(max(0, step), T - 1), **changes)
+    number = _as_number(t)  # NaN, ±inf or text fall back; a huge number is clamped like any other
+    step = fallback if number is None else number
+    return gr.update(maximum=T - 1, value=int(min(max(0, step), T - 1)), **changes)
 
 
+@friendly_errors
 def retarget_step(T: Any, t: Any) -> dict:
     """Keep the t slider inside 0 … T−1 when T changes."""
     return step_slider_update(parse_T(T), t)

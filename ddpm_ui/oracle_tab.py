@@ -1,13 +1,16 @@
 """Tab 2, "Oracle reconstruction": knowing the noise, every reverse quantity is exact; then the trained model.
 
 The top half works on the photo of tab 1 (and follows its inputs): the oracle x̂₀, the posterior mean
-μ̃_{t−1}, their errors at every t and a whole reverse chain. The bottom half puts the live digit model
+μ̃_{t−1}, their errors at every t and a whole reverse chain. The bottom half puts this page's digit model
 next to the oracle on held-out digits: true against predicted ε, and the model's loss against t.
 """
 
 from __future__ import annotations
 
 import functools
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
@@ -15,6 +18,8 @@ import numpy as np
 import torch
 
 from ddpm_core import oracle, pictures
+from ddpm_core.background import Report
+from ddpm_core.checkpoints import LoadedModel
 from ddpm_core.data import HELD_OUT_PER_CLASS, to_model_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
@@ -33,6 +38,7 @@ from ddpm_ui.common import (
     next_seed,
     output_image,
     parse_image_view,
+    parse_int,
     parse_schedule,
     parse_seed,
     retarget_step,
@@ -40,6 +46,7 @@ from ddpm_ui.common import (
     step_slider_update,
     sub,
 )
+from ddpm_ui.heavy import friendly_stream, watch
 
 CURVE_SIDE = 64  # the error-vs-t curves are computed on a copy this small
 CHAIN_SIDE = 128  # the oracle reverse chain runs on a copy this small
@@ -156,15 +163,22 @@ def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFA
     )
 
 
-@friendly_errors
+@friendly_stream
 def oracle_chain(
-    image: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[np.ndarray, str]:
+    image: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0, request: gr.Request | None = None,
+    progress: gr.Progress = gr.Progress(),
+) -> Iterator[tuple[Any, Any]]:  # fmt: skip
     """The reverse chain x_{T−1} → x₀ driven by the oracle ε; (strip every T/5 steps, Markdown summary)."""
     schedule = parse_schedule(schedule_name, T)
     seed = parse_seed(seed)
     loaded, _ = load_image(image)
-    chain = oracle.oracle_reverse_chain(loaded.tensor, schedule, seed, num_snapshots=5, max_side=CHAIN_SIDE)
+    chain = yield from watch(
+        request,
+        lambda report: oracle.oracle_reverse_chain(
+            loaded.tensor, schedule, seed, num_snapshots=5, max_side=CHAIN_SIDE, callback=report
+        ),
+        2, progress, "reverse steps",
+    )  # fmt: skip
     labels = [f"x{sub(s)}" if s >= 0 else "x₀ from the chain" for s in chain.snapshot_steps]
     strip = pictures.labelled_strip(list(to_uint8(chain.snapshots)), labels)
     h, w = chain.final.shape[-2:]
@@ -173,27 +187,26 @@ def oracle_chain(
         f"{w}×{h} copy, seed {seed}, with $\\epsilon$ = `predict_eps(x_t, t, x0)` at every step.\n\n"
         f"Final error against $x_0$: max |·| = **{chain.final_max_error:.2e}**, ℓ1 = {chain.final_l1:.2e}."
     )
-    return strip, summary
+    yield strip, summary
 
 
 # ----------------------------------------------------------------------------------------------
-# The live model next to the oracle
+# This page's model next to the oracle
 # ----------------------------------------------------------------------------------------------
 
 
 @friendly_errors
-def model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any) -> tuple[np.ndarray, str]:
+def model_vs_oracle(
+    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
+) -> tuple[np.ndarray, str]:
     """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, and the error maps."""
-    loaded = state.live()
-    label, k = int(float(digit)), int(float(index))
+    loaded = state.model_for(request)
+    label = parse_int(digit, "The digit", 0, 9)
     held = state.digit_data().held_out
     of_class = np.flatnonzero(held.labels == label)
-    if not 0 <= label <= 9 or not 0 <= k < len(of_class):
-        raise ValueError(f"Choose a digit 0–9 and an example 0–{len(of_class) - 1}.")
+    k = parse_int(index, "The held-out example", 0, len(of_class) - 1)
     T = loaded.schedule.num_steps
-    step = int(float(t))
-    if not 0 <= step < T:
-        raise ValueError(f"t must lie in 0…{T - 1} for this model.")
+    step = parse_int(t, "The step t", 0, T - 1, note=" for this model")
     x0 = to_model_range(held.images[of_class[k] : of_class[k] + 1])
     view = compare_with_oracle(loaded.model, loaded.schedule, x0, label, step, seed=parse_seed(seed))
 
@@ -218,9 +231,12 @@ def model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any) -> tuple[np.ndarr
     return strip, note
 
 
-@functools.lru_cache(maxsize=4)
-def _loss_curve_for(version: int) -> np.ndarray:
-    loaded = state.live()
+_LOSS_CURVES: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # a few recent models' curves
+_LOSS_CURVES_KEPT = 4
+_LOSS_LOCK = threading.Lock()
+
+
+def _loss_curve(loaded: LoadedModel, report: Report) -> np.ndarray:
     held = state.digit_data().held_out
     pick = np.concatenate([np.flatnonzero(held.labels == c)[:LOSS_CURVE_PER_CLASS] for c in range(10)])
     ts, losses, _ = loss_by_t(
@@ -229,6 +245,7 @@ def _loss_curve_for(version: int) -> np.ndarray:
         to_model_range(held.images[pick]),
         torch.as_tensor(held.labels[pick]),
         num_t=LOSS_CURVE_STEPS,
+        callback=report,
     )
     panel = pictures.CurvePanel(
         f"ε-prediction loss on {len(pick)} held-out digits", "mean ‖ε − ε_θ‖² per pixel", {"loss": losses}, log_y=True
@@ -236,16 +253,25 @@ def _loss_curve_for(version: int) -> np.ndarray:
     return pictures.render_curves(ts, [panel], xlabel=f"t (T = {loaded.schedule.num_steps})").image
 
 
-@friendly_errors
-def model_loss_curve() -> np.ndarray:
-    """The live model's L_simple (eq. 14) against t over the held-out digits."""
-    state.live()
-    return _loss_curve_for(state.LIVE.version)
+@friendly_stream
+def model_loss_curve(request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
+    """This page's model's L_simple (eq. 14) against t over the held-out digits (kept for a few recent models)."""
+    loaded = state.model_for(request)
+    key = (str(loaded.path), loaded.name)  # a checkpoint folder holds one model for as long as it exists
+    with _LOSS_LOCK:
+        cached = _LOSS_CURVES.get(key)
+    if cached is None:
+        cached = yield from watch(request, lambda report: _loss_curve(loaded, report), 1, progress, "steps t")
+        with _LOSS_LOCK:
+            _LOSS_CURVES[key] = cached
+            while len(_LOSS_CURVES) > _LOSS_CURVES_KEPT:
+                _LOSS_CURVES.popitem(last=False)
+    yield cached
 
 
-def _model_step_slider(t: Any) -> dict:
-    """The model's t slider spans the live model's own schedule (0 … T−1), whatever checkpoint is live."""
-    T = state.live().schedule.num_steps
+def _model_step_slider(t: Any, request: gr.Request | None = None) -> dict:
+    """The model's t slider spans this page's model's own schedule (0 … T−1), whatever checkpoint it uses."""
+    T = state.model_for(request).schedule.num_steps
     return step_slider_update(T, t, fallback=MODEL_DEFAULT_STEP, label=f"step t (model's schedule, T = {T})")
 
 
@@ -255,7 +281,7 @@ def _model_step_slider(t: Any) -> dict:
 
 
 def _model_section(tab: gr.Tab) -> None:
-    """Below the oracle: the live model's ε and x̂₀ against the truth, and its loss against t."""
+    """Below the oracle: this page's model's ε and x̂₀ against the truth, and its loss against t."""
     gr.Markdown(MODEL_INTRO, latex_delimiters=LATEX)
     with gr.Row():
         digit = gr.Slider(0, 9, value=3, step=1, label="digit", elem_id="mvo-digit")
@@ -273,7 +299,8 @@ def _model_section(tab: gr.Tab) -> None:
         model_vs_oracle, [digit, index, step, seed], [strip, note],
         api_name="model_vs_oracle", trigger_mode="always_last", show_progress="minimal",
     )  # fmt: skip
-    loss_button.click(model_loss_curve, None, loss_plot, api_name="model_loss_curve", concurrency_limit=1)
+    loss_button.click(model_loss_curve, None, loss_plot, api_name="model_loss_curve", concurrency_limit=2,
+                      concurrency_id="sampling")  # fmt: skip
 
 
 def build_tab(tab: gr.Tab, follow: dict[str, gr.components.Component]) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ddpm_core import pictures
+from ddpm_core.background import Progress, Report
 from ddpm_core.classifier import classify, diversity
 from ddpm_core.data import to_model_range
 from ddpm_core.distillation import student_w_range
@@ -28,10 +29,15 @@ from ddpm_core.image_io import to_uint8
 from ddpm_core.sampling import (
     MID_INTERVAL,
     NO_INTERVAL,
-    BackgroundSampling,
+    SAMPLERS,
+    W_MAX,
+    W_MIN,
     SampleRequest,
+    SampleResult,
     SamplerSettings,
+    StepInfo,
     Trajectory,
+    network_images_needed,
     sample,
     sample_together,
     sampling_steps,
@@ -39,33 +45,40 @@ from ddpm_core.sampling import (
     validate_labels,
     validate_settings,
 )
+from ddpm_core.unet import takes_guidance
 from ddpm_ui import state
 from ddpm_ui.common import (
     GRID_SCALE,
+    INVALID_INPUT,
     LATEX,
     LOG,
+    InputError,
     friendly_errors,
     next_seed,
     output_image,
+    parse_float,
+    parse_int,
     parse_seed,
+    readable_message,
     request_folder,
     seed_box,
-    user_error,
 )
+from ddpm_ui.heavy import check_work, friendly_stream, watch
 
 CLASS_CHOICES = [str(c) for c in range(10)]
 SAMPLER_CHOICES = [("DPM-Solver++ (2M)", "dpmpp"), ("DDIM", "ddim"), ("DDPM, all T steps", "ddpm")]
 DEFAULT_W = SamplerSettings.w
 MAX_PER_CLASS = 8
+MAX_SAMPLER_STEPS = 1000  # the most any schedule here has (validate_settings checks against T)
 MAX_SWEEP_WS = 8
 OK_COLOR, BAD_COLOR = (22, 120, 50), (200, 30, 30)
 GIF_SCALE = 2
-STREAM_EVERY_S = 0.3  # how often a running sampler's x̂₀ is streamed to the page
 COMPARISONS: tuple[tuple[str, int], ...] = (("ddpm", 0), ("ddim", 50), ("ddim", 10), ("dpmpp", 15), ("dpmpp", 6))
 LIVE_DEFAULT_W = 3.0
 LIVE_MAX_BATCH = 16  # requests (people) sampled together in one batch
 LIVE_SCALE = 3
 STUDENT_LABEL = "distilled student"
+MODEL_LABEL = "this page's model"
 
 LIVE_INTRO = r"""
 ### Live guidance: drag w
@@ -85,23 +98,32 @@ that is the same thing with $w = 1 + w'$. Under each digit: what the project's c
 """
 
 
-def _labels(classes: Any, per_class: Any) -> torch.Tensor:
-    chosen = sorted({int(c) for c in (classes or [])})
+def _classes(classes: Any) -> list[int]:
+    """The digit classes ticked on the page (the strings "0" … "9"), checked."""
+    if classes is not None and not isinstance(classes, (list, tuple)):
+        raise InputError("Digit classes are a list of the digits 0–9.")
+    chosen = sorted({parse_int(c, "Each digit class", 0, 9) for c in (classes or [])})
     if not chosen:
-        raise ValueError("Choose at least one digit class.")
-    k = int(float(per_class))
-    if not 1 <= k <= MAX_PER_CLASS:
-        raise ValueError(f"Samples per class must lie in 1…{MAX_PER_CLASS}.")
-    return validate_labels(chosen).repeat_interleave(k)
+        raise InputError("Choose at least one digit class.")
+    return chosen
+
+
+def _labels(classes: Any, per_class: Any) -> torch.Tensor:
+    k = parse_int(per_class, "Samples per class", 1, MAX_PER_CLASS)
+    return validate_labels(_classes(classes)).repeat_interleave(k)
 
 
 def _sampler_settings(
-    w: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any, mid_guidance: Any = True
+    w: Any, sampler: Any, sampler_steps: Any, eta: Any, seed: Any, mid_guidance: Any = True
 ) -> SamplerSettings:
+    if sampler not in SAMPLERS:
+        raise InputError(f"Choose one of the samplers {', '.join(SAMPLERS)}.")
     return SamplerSettings(
-        w=float(w), sampler=sampler, steps=int(float(sampler_steps)), eta=float(eta), seed=parse_seed(seed),
+        w=parse_float(w, "The guidance weight w", W_MIN, W_MAX), sampler=sampler,
+        steps=parse_int(sampler_steps, "The number of sampler steps", 1, MAX_SAMPLER_STEPS),
+        eta=parse_float(eta, "DDIM η", 0.0, 1.0), seed=parse_seed(seed),
         guidance_interval=MID_INTERVAL if mid_guidance else NO_INTERVAL,
-    )  # type: ignore[arg-type]  # fmt: skip
+    )  # fmt: skip
 
 
 def _classes_as_columns(n: int, per_class: int) -> np.ndarray:
@@ -122,6 +144,7 @@ def _verdict_sheet(images: np.ndarray, labels: np.ndarray, ncol: int) -> tuple[n
     return sheet, float(ok.mean())
 
 
+@friendly_stream
 def sample_digits(
     classes: Any,
     per_class: Any,
@@ -131,34 +154,35 @@ def sample_digits(
     eta: Any,
     seed: Any,
     mid_guidance: Any = True,
+    request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> Iterator[tuple[Any, Any, Any, str]]:
-    """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet, GIF and files."""
-    try:
-        labels = _labels(classes, per_class)
-        settings = _sampler_settings(w, sampler, sampler_steps, eta, seed, mid_guidance)
-        loaded = state.live()
-        validate_settings(settings, loaded.schedule)
-    except ValueError as err:
-        raise user_error(str(err)) from None
-    k = int(float(per_class))
+    """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet, GIF and files.
+
+    The page's Cancel button, or closing the page, stops the sampler at its next step.
+    """
+    labels = _labels(classes, per_class)
+    settings = _sampler_settings(w, sampler, sampler_steps, eta, seed, mid_guidance)
+    loaded = state.model_for(request)
+    validate_settings(settings, loaded.schedule)
+    check_work(network_images_needed(settings, loaded.schedule, len(labels), takes_guidance(loaded.model)), "sample")
+    k = len(labels) // len(set(labels.tolist()))
     order, columns = _classes_as_columns(len(labels), k), len(labels) // k
     trajectory = Trajectory.for_frames(sampling_steps(settings, loaded.schedule))
-    job = BackgroundSampling(loaded.model, loaded.schedule, labels, settings, callback=trajectory)
-    try:
-        for info in job.updates(STREAM_EVERY_S):
-            progress((info.index + 1, info.total), desc="denoising", unit="steps")
-            preview = pictures.image_grid(to_uint8(info.pred_x0)[order], nrow=columns, scale=GRID_SCALE, pad=1)
-            yield preview, None, None, f"step {info.index + 1} of {info.total}: the model's current x̂₀"
-    finally:
-        job.cancel()  # the page went away (Cancel button or closed tab): stop the sampler too; no-op once done
-    try:
-        result = job.outcome()
-    except Exception:
-        LOG.exception("sampling failed")
-        raise user_error("Sampling failed unexpectedly; please try again.") from None
-    if result is None:
-        return
+
+    def work(report: Report) -> SampleResult:
+        def on_step(info: StepInfo) -> None:
+            report(info.index + 1, info.total, info)
+            trajectory(info)
+
+        return sample(loaded.model, loaded.schedule, labels, settings, callback=on_step)
+
+    def show(latest: Progress) -> tuple[Any, Any, Any, str]:
+        info: StepInfo = latest.detail
+        preview = pictures.image_grid(to_uint8(info.pred_x0)[order], nrow=columns, scale=GRID_SCALE, pad=1)
+        return preview, None, None, f"step {info.index + 1} of {info.total}: the model's current x̂₀"
+
+    result = yield from watch(request, work, 4, progress, "denoising", show)
     images, labels_np = to_uint8(result.images), result.labels.numpy()
     sheet, accuracy = _verdict_sheet(images[order], labels_np[order], columns)
     folder = request_folder("samples")
@@ -177,7 +201,7 @@ def sample_digits(
         "The classifier reads "
         f"**{100 * accuracy:.0f}%** as the class asked for (green: agrees, red: disagrees). "
         f"The GIF has {len(frames)} frames: x_t on the left, the model's x̂₀ on the right.\n\n"
-        f"Network: {result.execution.describe()}."
+        f"Model: `{loaded.name}` (this page's; change it in tab 3). Network: {result.execution.describe()}."
     )
     yield sheet, str(gif), [str(png), str(gif), str(npz)], summary
 
@@ -197,40 +221,70 @@ def _parse_ws(text: Any) -> list[float]:
     return ws
 
 
-@friendly_errors
+def _planned_work(runs: list[tuple[str, Any, SamplerSettings]], n: int) -> tuple[list[int], int]:
+    """Steps per run (for the progress bar) and images through the network in all (for :func:`check_work`)."""
+    steps = [sampling_steps(settings, model.schedule) for _, model, settings in runs]
+    images = sum(
+        network_images_needed(settings, model.schedule, n, takes_guidance(model.model)) for _, model, settings in runs
+    )
+    return steps, images
+
+
+def _run_all(
+    report: Report, runs: list[tuple[Any, SamplerSettings]], labels: torch.Tensor, noise: torch.Tensor,
+    steps: list[int],
+) -> list[SampleResult]:  # fmt: skip
+    """Sample every run from the same noise in turn, reporting each step against the grand total (cancellable)."""
+    total, done, results = sum(steps), 0, []
+    for (model, settings), n_steps in zip(runs, steps, strict=True):
+        offset = done
+        results.append(sample(model.model, model.schedule, labels, settings, noise=noise,
+                              callback=lambda info, o=offset: report(o + info.index + 1, total)))  # fmt: skip
+        done += n_steps
+    return results
+
+
+@friendly_stream
 def guidance_sweep(
     classes: Any, per_class: Any, ws_text: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any,
-    mid_guidance: Any = True, progress: gr.Progress = gr.Progress(),
-) -> tuple[np.ndarray, np.ndarray, str]:  # fmt: skip
+    mid_guidance: Any = True, request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),
+) -> Iterator[tuple[Any, Any, Any]]:  # fmt: skip
     """The same starting noise at several w: a sheet (rows = w, columns = class) and accuracy/diversity vs w."""
     ws = _parse_ws(ws_text)
     labels = _labels(classes, per_class)
-    loaded = state.live()
+    loaded = state.model_for(request)
     base = _sampler_settings(ws[0], sampler, sampler_steps, eta, seed, mid_guidance)
     for w in ws:
         validate_settings(replace(base, w=w), loaded.schedule)
     noise = starting_noise(loaded.model, len(labels), base.seed)
-    k = int(float(per_class))
+    k = len(labels) // len(set(labels.tolist()))
     first_of_class = np.arange(0, len(labels), k)
     student = state.student()
     student_top = student_w_range(student.config)[1]
-    rows, captions = [], []
-    curves: dict[str, dict[str, list[float]]] = {"accuracy": {}, "diversity": {}}
-    for w in progress.tqdm(ws, desc="sweeping w"):
-        runs = [("", loaded, replace(base, w=w))]
+    runs = []
+    for w in ws:
+        runs.append(("", loaded, replace(base, w=w)))
         if w <= student_top:  # the student was distilled for w in 0…w_max only
             runs.append((STUDENT_LABEL, student, replace(state.student_live_settings(), w=w, seed=base.seed)))
-        for who, model, settings in runs:
-            result = sample(model.model, model.schedule, labels, settings, noise=noise)
-            verdict = classify(state.classifier(), result.images)
-            accuracy = verdict.accuracy(result.labels)
-            spread = diversity(verdict.features, result.labels.numpy())
-            name = who or "live model"
-            curves["accuracy"].setdefault(name, [math.nan] * len(ws))[ws.index(w)] = accuracy
-            curves["diversity"].setdefault(name, [math.nan] * len(ws))[ws.index(w)] = spread
-            rows.append(to_uint8(result.images)[first_of_class])
-            tag = f" ({who}, {result.network_images // len(labels)} passes)" if who else ""
-            captions.append(f"w = {w:g}{tag}: {100 * accuracy:.0f}% read correctly, diversity {spread:.2f}")
+    steps, images = _planned_work(runs, len(labels))
+    check_work(images, "sweep")
+    results = yield from watch(
+        request, lambda report: _run_all(report, [(m, st) for _, m, st in runs], labels, noise, steps),
+        3, progress, "sweeping w",
+    )  # fmt: skip
+    rows, captions = [], []
+    curves: dict[str, dict[str, list[float]]] = {"accuracy": {}, "diversity": {}}
+    for (who, _, settings), result in zip(runs, results, strict=True):
+        w = settings.w
+        verdict = classify(state.classifier(), result.images)
+        accuracy = verdict.accuracy(result.labels)
+        spread = diversity(verdict.features, result.labels.numpy())
+        name = who or MODEL_LABEL
+        curves["accuracy"].setdefault(name, [math.nan] * len(ws))[ws.index(w)] = accuracy
+        curves["diversity"].setdefault(name, [math.nan] * len(ws))[ws.index(w)] = spread
+        rows.append(to_uint8(result.images)[first_of_class])
+        tag = f" ({who}, {result.network_images // len(labels)} passes)" if who else ""
+        captions.append(f"w = {w:g}{tag}: {100 * accuracy:.0f}% read correctly, diversity {spread:.2f}")
     sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE)
     order = np.argsort(ws)
     plot = pictures.render_curves(
@@ -253,7 +307,7 @@ def guidance_sweep(
         return "–" if math.isnan(value) else fmt.format(value)
 
     table = "| w | accuracy | diversity | student accuracy | student diversity |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {w:g} | {cell('live model', 'accuracy', i, '{:.0%}')} | {cell('live model', 'diversity', i, '{:.2f}')} "
+        f"| {w:g} | {cell(MODEL_LABEL, 'accuracy', i, '{:.0%}')} | {cell(MODEL_LABEL, 'diversity', i, '{:.2f}')} "
         f"| {cell(STUDENT_LABEL, 'accuracy', i, '{:.0%}')} | {cell(STUDENT_LABEL, 'diversity', i, '{:.2f}')} |"
         for i, w in enumerate(ws)
     )
@@ -263,14 +317,16 @@ def guidance_sweep(
         f"{STUDENT_LABEL} ({state.student_live_settings().steps} one-pass steps, w as an input; w ≤ {student_top:g} "
         "only) from the same noise.\n\n" + table
     )
-    return sheet, plot, note
+    yield sheet, plot, note
 
 
-@friendly_errors
-def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr.Progress()) -> tuple[np.ndarray, str]:
+@friendly_stream
+def compare_samplers(
+    classes: Any, w: Any, seed: Any, request: gr.Request | None = None, progress: gr.Progress = gr.Progress()
+) -> Iterator[tuple[Any, Any]]:
     """DDPM over all T, DDIM and DPM-Solver++ at several step counts, all from the same x_T."""
     labels = _labels(classes, 1)
-    loaded = state.live()
+    loaded = state.model_for(request)
     seed = parse_seed(seed)
     noise = starting_noise(loaded.model, len(labels), seed)
     runs = []
@@ -282,9 +338,14 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
     if float(w) <= student_w_range(student.config)[1]:
         settings = replace(state.student_live_settings(), w=float(w), seed=seed)
         runs.append((STUDENT_LABEL, " (one pass each)", student, settings))
+    steps, images = _planned_work([(name, model, settings) for name, _, model, settings in runs], len(labels))
+    check_work(images, "comparison")
+    results = yield from watch(
+        request, lambda report: _run_all(report, [(m, st) for *_, m, st in runs], labels, noise, steps),
+        2, progress, "sampling",
+    )  # fmt: skip
     rows, captions, lines = [], [], []
-    for name, detail, model, settings in progress.tqdm(runs, desc="sampling"):
-        result = sample(model.model, model.schedule, labels, settings, noise=noise)
+    for (name, detail, _, _), result in zip(runs, results, strict=True):
         acc = classify(state.classifier(), result.images).accuracy(result.labels)
         rows.append(to_uint8(result.images))
         label = f"{name} {result.network_evaluations} steps"
@@ -301,25 +362,14 @@ def compare_samplers(classes: Any, w: Any, seed: Any, progress: gr.Progress = gr
         "η = 0 and DPM-Solver++ are deterministic given $x_T$." + student_row
         + "\n\n| sampler | time | accuracy |\n|---|---|---|\n" + "\n".join(lines)
     )  # fmt: skip
-    return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
+    yield pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note
 
 
 def _live_request(classes: Any, w: Any, seed: Any) -> SampleRequest:
     """One person's live-guidance inputs, checked against the student's range of w."""
-    try:
-        chosen = tuple(sorted({int(c) for c in (classes or [])}))
-    except (TypeError, ValueError):
-        raise ValueError("Digit classes are the numbers 0–9.") from None
-    if not chosen:
-        raise ValueError("Choose at least one digit class.")
-    validate_labels(list(chosen))
+    chosen = tuple(_classes(classes))
     lo, hi = student_w_range(state.student().config)
-    try:
-        w = float(w)
-    except (TypeError, ValueError):
-        raise ValueError("The guidance weight w must be a number.") from None
-    if not lo <= w <= hi:
-        raise ValueError(f"The student was distilled for w in {lo:g}…{hi:g}; got {w:g}.")
+    w = parse_float(w, "The guidance weight w", lo, hi, note=" (the range the student was distilled for)")
     return SampleRequest(chosen, w, parse_seed(seed))
 
 
@@ -340,9 +390,9 @@ def live_digits(classes: list[Any], ws: list[Any], seeds: list[Any]) -> tuple[li
         try:
             requests.append(_live_request(c, w, seed))
             notes.append("")
-        except (ValueError, gr.Error) as err:
+        except (ValueError, TypeError, gr.Error) as err:
             requests.append(None)
-            notes.append(f"⚠️ {getattr(err, 'message', None) or err}")
+            notes.append(f"⚠️ {readable_message(err) or INVALID_INPUT}")
     valid = [r for r in requests if r is not None]
     images: list[Any] = [None] * len(requests)
     if valid:

@@ -1,24 +1,35 @@
-"""The app's state: the live digit model, the training job, the distilled student, and the data and classifier.
+"""The app's state: each session's digit model, the training job, the distilled student, data and classifier.
 
-Everything here is shared by every user of one server and is thread-safe (see :mod:`ddpm_core.live`).
+The server is shared, so anything one visitor can change is kept per session (keyed by Gradio's session
+hash): the model it samples from (:class:`ddpm_core.sessions.SessionModels`), the training run it owns
+(:class:`ddpm_core.training_job.TrainingJob`) and its heavy requests in flight. The shipped model, the
+student, the data and the classifier are read-only and shared. Everything here is thread-safe.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from ddpm_core import distillation
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, load_classifier
 from ddpm_core.data import DigitData, load_digits
 from ddpm_core.distillation import student_settings
-from ddpm_core.live import LiveModel, TrainingJob
 from ddpm_core.paths import shipped_model_dir, student_model_dir
 from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings, sampling_execution
+from ddpm_core.sessions import SessionModels, SessionSlots
+from ddpm_core.training_job import TrainingJob, TrainingLimits
 from ddpm_ui.common import LOG, user_error
+
+LOCAL_SESSION = "local"  # a handler called directly (tests, scripts) rather than through a page
+SESSION_MODELS_MB = int(os.environ.get("DDPM_SESSION_MODELS_MB", "400"))  # memory for visitors' own models
+SESSION_TTL_S = 3600.0  # an idle session keeps its own model this long (a closed page lets go at once)
 
 
 @functools.cache
@@ -33,26 +44,48 @@ def classifier() -> DigitClassifier:
     return load_classifier()
 
 
-LIVE = LiveModel()
-JOB = TrainingJob(classifier=classifier)
+MODELS = SessionModels(lambda: load_checkpoint(shipped_model_dir()), SESSION_MODELS_MB * 1_000_000, SESSION_TTL_S)
+JOB = TrainingJob(classifier=classifier, keep=lambda: MODELS.folders_in_use())
+LIMITS = TrainingLimits.for_environment()
+HEAVY = SessionSlots(limit=1)  # sampling, sweeps, comparisons, the oracle chain, the loss curve: one per page
 
 
-def live() -> LoadedModel:
-    """The live model, or a message for the page if even the shipped one cannot be loaded."""
+def session_id(request: Any) -> str:
+    """The Gradio session a request comes from (each page load and each API client has its own)."""
+    return str(getattr(request, "session_hash", None) or LOCAL_SESSION)
+
+
+def seen(request: Any) -> str:
+    """Note that a session is still here (it keeps its training run) and return its id."""
+    session = session_id(request)
+    JOB.owner_seen(session)
+    return session
+
+
+def model_for(request: Any) -> LoadedModel:
+    """The model this session samples from, or a message for the page if it cannot be loaded."""
     try:
-        return LIVE.get()
+        return MODELS.get(seen(request))
     except CheckpointError as err:
-        raise user_error(f"The shipped model could not be loaded ({err}). Upload or train one in tab 3.") from None
+        raise user_error(f"The model could not be loaded ({err}). Upload or train one in tab 3.") from None
+
+
+def end_session(request: Any) -> None:
+    """A page has closed: its model goes, its heavy requests stop, its training run stops after a grace period."""
+    session = session_id(request)
+    MODELS.forget(session)
+    JOB.forget(session)
+    HEAVY.leave(session)
+
+
+def folders_in_use() -> set[Path]:
+    """Checkpoint folders that clean-up must keep: every session's model and every finished run's result."""
+    return MODELS.folders_in_use() | JOB.folders()
 
 
 @functools.cache
 def _student() -> LoadedModel:
     return load_checkpoint(student_model_dir())
-
-
-@functools.cache
-def _teacher() -> LoadedModel:
-    return load_checkpoint(shipped_model_dir())
 
 
 def student() -> LoadedModel:
@@ -64,9 +97,9 @@ def student() -> LoadedModel:
 
 
 def teacher() -> LoadedModel:
-    """The shipped model the student was distilled from (read-only, shared), whatever model is live."""
+    """The shipped model the student was distilled from (read-only, shared), whatever model a session uses."""
     try:
-        return _teacher()
+        return MODELS.default()
     except CheckpointError as err:
         raise user_error(f"The shipped model could not be loaded ({err}).") from None
 
@@ -101,9 +134,9 @@ def student_live_settings() -> SamplerSettings:
     return replace(settings, precision=execution.precision, runtime=execution.runtime)
 
 
-def default_execution() -> Execution:
-    """How the live model runs for ten guided digits (timed once per process, then cached)."""
-    return sampling_execution(live().model, 10, SamplerSettings())
+def execution_for(loaded: LoadedModel) -> Execution:
+    """How a model runs for ten guided digits (timed once per process and architecture, then cached)."""
+    return sampling_execution(loaded.model, 10, SamplerSettings())
 
 
 def warm_up() -> None:
@@ -113,7 +146,7 @@ def warm_up() -> None:
     sample does not wait for it. A failure here is only logged: the first request will try again.
     """
     try:
-        LOG.info("network on this machine: %s", default_execution().describe())
+        LOG.info("network on this machine: %s", execution_for(teacher()).describe())
         settings = student_live_settings()
         LOG.info("live-guidance student runs as %s-%s", settings.runtime, settings.precision)
     except Exception:

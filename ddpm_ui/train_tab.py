@@ -1,7 +1,9 @@
-"""Tab 3, "Train or load": which digit model is live; upload or download one; or train one and watch it learn.
+"""Tab 3, "Train or load": which digit model this page uses; upload or download one; or train one and watch it.
 
-One training run at a time for the whole server (:class:`ddpm_core.live.TrainingJob`); the live model
-changes only when someone loads a checkpoint or chooses to use the one just trained.
+Each page (browser session) has its own model: the shipped one until it loads a checkpoint or uses the
+one it trained, and nobody else's page changes. One training run at a time for the whole server
+(:class:`ddpm_core.training_job.TrainingJob`), owned by the page that started it: only that page can stop,
+use or download it, and it stops shortly after that page closes. Everyone else sees when it will end.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -17,17 +20,29 @@ import pandas as pd
 
 from ddpm_core import pictures
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint, load_uploaded, zip_checkpoint
-from ddpm_core.live import JobStatus, TrainingBusyError
 from ddpm_core.sampling import SamplerSettings
+from ddpm_core.sessions import BusyError
 from ddpm_core.training import RECIPES, TrainConfig
+from ddpm_core.training_job import OWNER_GRACE_S, JobStatus, NotYourRunError, TrainingBusyError
 from ddpm_core.unet import WIDTH_PRESETS
 from ddpm_ui import state
-from ddpm_ui.common import LATEX, file_path, friendly_errors, request_folder, seed_box, user_error
+from ddpm_ui.common import (
+    LATEX,
+    file_path,
+    friendly_errors,
+    parse_float,
+    parse_int,
+    parse_seed,
+    request_folder,
+    seed_box,
+    user_error,
+)
+from ddpm_ui.heavy import friendly_stream
 
-MAX_TRAIN_MINUTES = 30
 DEFAULT_MINUTES = 3.0  # the fast recipe reaches ≥ 90% guided accuracy in this (README, "Training recipes")
 TRAIN_POLL_S = 1.0
-FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training the live model"
+BOARD_EVERY_S = 5.0  # how often every page refreshes the trainer's status line
+FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training this page's model"
 
 INTRO = r"""
 ### A class-conditional model for digits
@@ -38,15 +53,25 @@ which is well-posed at every noise level, and uses a smaller network, small batc
 reaches readable digits in about three minutes on a laptop CPU. Now and then
 the class $c$ is replaced by "no class", so the same network also learns the unconditional model that guidance
 needs. Training here uses the 4,000 real MNIST digits that ship with the app and this server's CPU; one run at
-a time for everyone using this server. While it trains, the preview samples ten digits of each class at the
-Sample tab's defaults and the project's classifier reads them: that is the *guided accuracy* below. The live
-model (what the Sample tab uses) changes only when you load one or click *Use the trained model*.
+a time for everyone using this server, and the run is yours: only this page can stop, use or download it,
+and it stops shortly after you close the page. While it trains, the preview samples ten digits of each class
+at the Sample tab's defaults and the project's classifier reads them: that is the *guided accuracy* below.
+This page's model (what the Sample and Oracle tabs use) changes only when you load one or click *Use the
+trained model*, and only for this page: other visitors keep theirs.
 """
 
 
 # ----------------------------------------------------------------------------------------------
-# The live model
+# This page's model
 # ----------------------------------------------------------------------------------------------
+
+
+def _stored_metrics(metrics: Any) -> str:
+    """The quality table from an uploaded config.json, which may hold anything: a note if it cannot be read."""
+    try:
+        return _metrics_table(metrics if isinstance(metrics, dict) else {})
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return "_The quality measurements stored with this model could not be read._"
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
@@ -79,9 +104,12 @@ def _near_copy_text(rows: list[dict[str, Any]], key: str) -> str:
     return f"{100 * shares[0]:.1f}%" if shares else "not measured"
 
 
-def model_info() -> str:
-    """Markdown describing the live model: name, size, schedule, training, data and measured quality."""
-    s = state.live().summary()
+def model_info(request: gr.Request | None = None) -> str:
+    """Markdown describing this page's model: name, size, schedule, training, data and measured quality."""
+    loaded = state.model_for(request)
+    own = state.MODELS.has_own(state.session_id(request))
+    whose = "loaded by this page, for this page only" if own else "the shipped model, shared by every visitor"
+    s = loaded.summary()
     steps, minutes = s["training_steps"], s["training_minutes"]
     trained = f"{steps:,} steps" if steps is not None else "unknown steps"
     if minutes is not None:
@@ -90,39 +118,41 @@ def model_info() -> str:
     recipe = f" with the {s['recipe']} recipe" if s["recipe"] else ""
     device = f" ({s['device'].upper() if s['device'] == 'cuda' else s['device']})" if s["device"] else ""
     return (
-        f"**Live model: `{s['name']}`** — {s['parameters']:,} parameters, channels {s['channels']}, "
+        f"**This page's model: `{s['name']}`** ({whose}) — {s['parameters']:,} parameters, channels {s['channels']}, "
         f"predicts {predicts}, {s['schedule']}; trained {trained}{device}{recipe} "
         f"on {s['data'] or 'unknown data'}.\n\n"
-        + _metrics_table(s["metrics"])
-        + f"\n\n**On this machine** the network runs in {state.default_execution().describe()}."
+        + _stored_metrics(s["metrics"])
+        + f"\n\n**On this machine** the network runs in {state.execution_for(loaded).describe()}."
     )
 
 
-def _keep_live_folder() -> Any:
-    """The folder the live model was loaded from: request-folder clean-up must not delete it."""
-    live = state.LIVE.peek()
-    return live.path if live is not None else None
-
-
 @friendly_errors
-def load_model(files: Any) -> str:
-    """Load an uploaded checkpoint (model.safetensors + config.json, or a zip) and make it live."""
+def load_model(files: Any, request: gr.Request | None = None) -> str:
+    """Load an uploaded checkpoint (model.safetensors + config.json, or a zip) as this page's model."""
+    session = state.seen(request)
     paths = [file_path(f) for f in (files or [])]
     try:
-        loaded = load_uploaded(paths, request_folder("uploads", keep=_keep_live_folder()))
-    except CheckpointError as err:
-        raise user_error(f"That checkpoint was not loaded: {err}. The live model is unchanged.") from None
-    state.LIVE.swap(loaded)
-    return "Loaded. " + model_info()
+        loaded = load_uploaded(paths, request_folder("uploads", keep=state.folders_in_use()))
+        state.MODELS.use(session, loaded)
+    except (CheckpointError, BusyError) as err:
+        raise user_error(f"That checkpoint was not loaded: {err}. This page's model is unchanged.") from None
+    return "Loaded for this page. " + model_info(request)
 
 
 @friendly_errors
-def download_model() -> str:
-    """A zip of the live model's folder (model.safetensors + config.json)."""
-    loaded = state.live()
+def use_shipped_model(request: gr.Request | None = None) -> str:
+    """Go back to the shipped model on this page."""
+    state.MODELS.use_default(state.seen(request))
+    return "Back to the shipped model. " + model_info(request)
+
+
+@friendly_errors
+def download_model(request: gr.Request | None = None) -> str:
+    """A zip of this page's model folder (model.safetensors + config.json)."""
+    loaded = state.model_for(request)
     if loaded.path is None:
-        raise ValueError("The live model has no folder on disk to download.")
-    folder = request_folder("downloads", keep=_keep_live_folder())
+        raise ValueError("This page's model has no folder on disk to download.")
+    folder = request_folder("downloads", keep=state.folders_in_use())
     return str(zip_checkpoint(loaded.path, folder / f"{loaded.name}.zip"))
 
 
@@ -160,7 +190,7 @@ def _training_message(status: JobStatus) -> str:
     how = "stopped" if status.stopped_early else "finished"
     return (
         f"Training {how} at step **{status.step}** (loss {loss}{_accuracy_text(status)}); checkpoint saved. "
-        "Use it as the live model or download it below."
+        "Use it as this page's model or download it below."
     )
 
 
@@ -173,28 +203,29 @@ def _preview_image(status: JobStatus) -> np.ndarray | None:
 def _train_config(
     minutes: Any, max_steps: Any, preset: str, batch: Any, lr: Any, drop: Any, seed: Any, recipe: str
 ) -> TrainConfig:
-    minutes_f = float(minutes) if minutes not in (None, "") else 0.0
-    steps_i = int(float(max_steps)) if max_steps not in (None, "") else 0
-    if minutes_f <= 0 and steps_i <= 0:
-        raise ValueError("Give the run a time budget (minutes) or a number of training steps.")
-    if minutes_f > MAX_TRAIN_MINUTES:
-        raise ValueError(f"In the app a run may last at most {MAX_TRAIN_MINUTES} minutes; use the CLI for more.")
+    limits = state.LIMITS
+    minutes_f = parse_float(minutes, "The time budget (minutes)", 0.1, limits.max_minutes)
+    steps_i = parse_int(max_steps if max_steps not in (None, "") else 0, "The number of training steps",
+                        0, limits.max_steps)  # fmt: skip
     if recipe not in RECIPES:
-        raise ValueError(f"Unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}.")
+        raise ValueError(f"Choose one of the recipes {', '.join(RECIPES)}.")
+    if preset not in WIDTH_PRESETS:
+        raise ValueError(f"Choose one of the widths {', '.join(WIDTH_PRESETS)}.")
     return TrainConfig.from_recipe(
         recipe,
         preset=preset,
-        batch_size=int(float(batch)),
-        lr=float(lr),
-        max_minutes=minutes_f if minutes_f > 0 else None,
+        batch_size=parse_int(batch, "The batch size", 1, 256),
+        lr=parse_float(lr, "The learning rate", 1e-6, 1.0),
+        max_minutes=minutes_f,
         max_steps=steps_i if steps_i > 0 else None,
-        context_drop_prob=float(drop),
-        seed=int(float(seed)),
+        context_drop_prob=parse_float(drop, "The context-drop probability", 0.0, 0.5),
+        seed=parse_seed(seed),
         checkpoint_every_s=30.0,
         report_every=5,
     )
 
 
+@friendly_stream
 def train_model(
     minutes: Any,
     max_steps: Any,
@@ -205,29 +236,35 @@ def train_model(
     seed: Any,
     start_from: str,
     recipe: str = "fast",
+    request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, np.ndarray | None]]:
-    """Start a training run and stream its status, loss curve, guided-accuracy curve and preview grid until it ends."""
-    try:
-        config = _train_config(minutes, max_steps, preset, batch, lr, drop, seed, recipe)
-        config.validate()
-    except (ValueError, TypeError) as err:
-        raise user_error(str(err)) from None
+    """Start this page's training run and stream its status, loss curve, accuracy curve and preview until it ends.
+
+    If the page goes away mid-run (the stream is closed), the run stops after the owner's grace period.
+    """
+    session = state.seen(request)
+    config = _train_config(minutes, max_steps, preset, batch, lr, drop, seed, recipe)
     resume = None
     if start_from == RESUME_CHOICE:
-        live = state.live()
-        resume = load_checkpoint(live.path, with_training_state=True) if live.path else live
+        mine = state.model_for(request)
+        resume = load_checkpoint(mine.path, with_training_state=True) if mine.path else mine
     try:
-        state.JOB.start(config, state.digit_data(), resume)
+        run_id = state.JOB.start(config, state.digit_data(), session, resume, limits=state.LIMITS)
     except TrainingBusyError as err:
-        raise user_error(str(err).capitalize() + ".") from None
-    while True:
-        status = state.JOB.status()
-        progress(status.fraction, desc=f"step {status.step}")
-        yield _training_message(status), _loss_frame(status), _accuracy_frame(status), _preview_image(status)
-        if not status.running:
-            break
-        time.sleep(TRAIN_POLL_S)
+        raise user_error(str(err).capitalize() + ". " + state.JOB.busy_text()) from None
+    try:
+        while True:
+            status = state.JOB.status()
+            if status.run_id != run_id:  # cannot happen while this run lives; stop streaming someone else's
+                break
+            progress(status.fraction, desc=f"step {status.step}")
+            yield _training_message(status), _loss_frame(status), _accuracy_frame(status), _preview_image(status)
+            if not status.running:
+                break
+            time.sleep(TRAIN_POLL_S)
+    finally:
+        state.JOB.owner_left(session)  # no-op once the run has ended; else it stops unless the page comes back
 
 
 def recipe_settings(recipe: str) -> tuple[Any, Any, Any]:
@@ -236,33 +273,62 @@ def recipe_settings(recipe: str) -> tuple[Any, Any, Any]:
     return gr.update(value=config.preset), gr.update(value=config.batch_size), gr.update(value=config.lr)
 
 
-def stop_training() -> str:
-    """Ask the running job to stop; it saves its last checkpoint within a step."""
-    if not state.JOB.running:
-        return "No training run is going."
-    state.JOB.stop()
-    return "Stopping after the current step…"
-
-
-@friendly_errors
-def use_trained_model() -> str:
-    """Make the last trained checkpoint the live model."""
+def stop_training(request: gr.Request | None = None) -> str:
+    """Ask this page's run to stop; it saves its last checkpoint within a step. Another page's run is refused."""
     try:
-        loaded = state.JOB.load_result()
-    except (TrainingBusyError, FileNotFoundError) as err:
+        stopping = state.JOB.stop(state.seen(request))
+    except NotYourRunError as err:
         raise user_error(str(err).capitalize() + ".") from None
-    state.LIVE.swap(loaded)
-    return "The trained model is now live. " + model_info()
+    return "Stopping after the current step…" if stopping else "No training run is going."
+
+
+def _my_result(request: gr.Request | None) -> Path:
+    try:
+        return state.JOB.result(state.seen(request))
+    except (TrainingBusyError, NotYourRunError, FileNotFoundError) as err:
+        raise user_error(str(err).capitalize() + ".") from None
 
 
 @friendly_errors
-def download_trained_model() -> str:
-    """A zip of the last trained checkpoint."""
-    status = state.JOB.status()
-    if status.running or status.checkpoint is None:
-        raise ValueError("No finished training run to download yet.")
-    folder = request_folder("downloads", keep=_keep_live_folder())
-    return str(zip_checkpoint(status.checkpoint, folder / f"{status.checkpoint.name}.zip"))
+def use_trained_model(request: gr.Request | None = None) -> str:
+    """Make this page's last trained checkpoint its model."""
+    try:
+        loaded = load_checkpoint(_my_result(request))
+        state.MODELS.use(state.seen(request), loaded)
+    except (CheckpointError, BusyError) as err:
+        raise user_error(f"The trained model could not be used: {err}.") from None
+    return "This page now uses the trained model. " + model_info(request)
+
+
+@friendly_errors
+def download_trained_model(request: gr.Request | None = None) -> str:
+    """A zip of this page's last trained checkpoint."""
+    checkpoint = _my_result(request)
+    folder = request_folder("downloads", keep=state.folders_in_use())
+    return str(zip_checkpoint(checkpoint, folder / f"{checkpoint.name}.zip"))
+
+
+def training_board(request: gr.Request | None = None) -> str:
+    """Every page's status line for the trainer: this page's run, someone else's (busy until …), or free."""
+    session = state.seen(request)
+    limits = state.LIMITS
+    if state.JOB.running and state.JOB.owns(session):
+        status = state.JOB.status()
+        return (
+            f"🟢 **Your run is training**: step {status.step:,}, about {status.eta_s:.0f} s left. It belongs to "
+            f"this page: closing the page stops it about {OWNER_GRACE_S:.0f} s later."
+        )
+    if state.JOB.running:
+        return "⏳ " + state.JOB.busy_text()
+    return (
+        f"The trainer is free: one run at a time per server, at most {limits.max_minutes:g} minutes and "
+        f"{limits.max_steps:,} steps."
+    )
+
+
+def end_session(request: gr.Request) -> None:
+    """The page closed: drop its model, and stop its run after the grace period."""
+    state.end_session(request)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -281,15 +347,19 @@ def build_tab(demo: gr.Blocks) -> None:
                 file_count="multiple", file_types=[".safetensors", ".json", ".zip"], type="filepath",
                 label="model.safetensors + config.json, or one .zip of the folder", elem_id="ckpt-upload",
             )  # fmt: skip
-            load_button = gr.Button("Load and make live", elem_id="ckpt-load")
-            download_button = gr.Button("Download the live model (.zip)")
-            download_file = gr.File(label="live model", interactive=False)
+            load_button = gr.Button("Load for this page", elem_id="ckpt-load")
+            with gr.Row():
+                download_button = gr.Button("Download this page's model (.zip)")
+                shipped_button = gr.Button("Back to the shipped model", elem_id="ckpt-shipped")
+            download_file = gr.File(label="this page's model", interactive=False)
         with gr.Column(scale=1, min_width=300):
             gr.Markdown("#### Train")
             with gr.Row():
-                minutes = gr.Number(DEFAULT_MINUTES, minimum=0, maximum=MAX_TRAIN_MINUTES,
-                                    label="minutes (0 = no limit)", elem_id="train-minutes")  # fmt: skip
-                max_steps = gr.Number(0, precision=0, minimum=0, label="training steps (0 = no limit)",
+                minutes = gr.Number(DEFAULT_MINUTES, minimum=0, maximum=state.LIMITS.max_minutes,
+                                    label=f"minutes (at most {state.LIMITS.max_minutes:g})",
+                                    elem_id="train-minutes")  # fmt: skip
+                max_steps = gr.Number(0, precision=0, minimum=0, maximum=state.LIMITS.max_steps,
+                                      label="training steps (0 = as many as the minutes allow)",
                                       elem_id="train-steps")  # fmt: skip
             defaults = TrainConfig  # its class attributes: the defaults, read without checking the environment
             with gr.Row():
@@ -307,6 +377,7 @@ def build_tab(demo: gr.Blocks) -> None:
             with gr.Row():
                 start = gr.Button("Start training", variant="primary", elem_id="train-start")
                 stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+    board = gr.Markdown(elem_id="train-board")
     status = gr.Markdown(elem_id="train-status")
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="training loss", height=260, elem_id="train-loss")
@@ -320,7 +391,12 @@ def build_tab(demo: gr.Blocks) -> None:
     trained_file = gr.File(label="trained model", interactive=False)
 
     demo.load(model_info, None, info, api_name="model_info")
+    demo.load(training_board, None, board, api_visibility="private", queue=False)
+    gr.Timer(BOARD_EVERY_S).tick(training_board, None, board, api_visibility="private", queue=False,
+                                 show_progress="hidden")  # fmt: skip
+    demo.unload(end_session)
     load_button.click(load_model, upload, info, api_name="load_model", concurrency_limit=1)
+    shipped_button.click(use_shipped_model, None, info, api_name="use_shipped_model")
     download_button.click(download_model, None, download_file, api_name="download_model")
     run = start.click(lambda: gr.update(interactive=False), None, start, queue=False, api_visibility="private")
     run = run.then(

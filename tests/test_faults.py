@@ -4,9 +4,9 @@ training command line and the settings a public deployment relies on.
 * Bad image uploads (corrupt, not an image, a decompression bomb by header and a real one, over 20 MB):
   a readable error, never a stack trace or a server path, and the server answers afterwards.
 * Bad checkpoint uploads to ``/load_model`` (corrupt, truncated, another architecture, pickles, a zip
-  holding a pickle, a config that is not JSON): a readable error, no pickle ever runs, and the live model
+  holding a pickle, a config that is not JSON): a readable error, no pickle ever runs, and this page's model
   is unchanged (``/model_info`` before and after).
-* Two users asking to train at once: the second is told a run is already going.
+* Two users asking to train at once: the second is told a run is already going, and cannot stop it.
 * ``python -m ddpm_core.cli.train`` killed with SIGKILL mid-run, repeatedly, including during its saves: the
   checkpoint folder (or its ``.previous`` fallback) always loads and holds one complete save.
 * Deployment settings: README front matter, ``--help``, GRADIO_SERVER_NAME/PORT, analytics, upload
@@ -318,7 +318,7 @@ def test_bad_checkpoint_upload(
     marker = tmp_path / "pickle-ran"
     files = checkpoint_fault(name, tiny_checkpoint, tmp_path, marker)
     before = client.predict(api_name="/model_info")
-    assert f"Live model: `{SHIPPED_NAME}`" in before
+    assert f"This page's model: `{SHIPPED_NAME}`" in before
     changed = True
     try:
         with pytest.raises(AppError) as raised:
@@ -328,7 +328,7 @@ def test_bad_checkpoint_upload(
         assert_clean_message(message)
         assert not marker.exists(), "a pickle in the upload was executed"
         changed = client.predict(api_name="/model_info") != before
-        assert not changed, "the live model changed after a refused upload"
+        assert not changed, "the page's model changed after a refused upload"
     finally:
         serving = still_serving(server, client)
         tally.record("checkpoint uploads", name, crashed=not serving, lost=changed)
@@ -342,9 +342,9 @@ def test_a_good_checkpoint_still_loads_after_the_bad_ones(
     from gradio_client import handle_file
 
     files = [handle_file(str(tiny_checkpoint / n)) for n in (ck.MODEL_FILE, ck.CONFIG_FILE)]
-    assert "Live model: `tiny`" in client.predict(files, api_name="/load_model")
+    assert "This page's model: `tiny`" in client.predict(files, api_name="/load_model")
     shipped = [handle_file(str(SHIPPED / n)) for n in (ck.MODEL_FILE, ck.CONFIG_FILE)]
-    assert f"Live model: `{SHIPPED_NAME}`" in client.predict(shipped, api_name="/load_model")
+    assert f"This page's model: `{SHIPPED_NAME}`" in client.predict(shipped, api_name="/load_model")
     tally.record("checkpoint uploads", "good upload, then the shipped model back", crashed=not server.alive())
 
 
@@ -370,8 +370,11 @@ def test_second_training_request_is_told_one_is_going(
         with pytest.raises(AppError, match="already going") as raised:
             bob.predict(*args, api_name="/train_model")
         assert_clean_message(str(raised.value))
+        with pytest.raises(AppError, match="another visitor's") as raised:
+            bob.predict(api_name="/stop_training")
+        assert_clean_message(str(raised.value))
     finally:
-        stopped = bob.predict(api_name="/stop_training")
+        stopped = alice.predict(api_name="/stop_training")
         final = first.result(timeout=120)[0]
         alice.close()
         bob.close()

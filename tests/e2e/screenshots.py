@@ -4,7 +4,7 @@
 
 Starts ``python app.py`` on a free port (with a throw-away home folder), drives Debian's Chromium with
 Playwright at 1280 px wide and writes one full-page PNG per tab: ``forward.png`` (t = 300), ``oracle.png``
-(with the reverse chain run and the model-vs-oracle strip), ``train.png`` (the live model's card and a
+(with the reverse chain run and the model-vs-oracle strip), ``train.png`` (this page's model card and a
 45-second training run) and
 ``sample.png`` (live guidance with the teacher beside the student, then two digits per class with the
 denoising GIF). Each file is kept under ``--max-kb`` by
@@ -92,7 +92,7 @@ def oracle(page: Any, out: Path, max_kb: int) -> None:
 
 def train(page: Any, out: Path, max_kb: int) -> None:
     open_tab(page, "Train or load")
-    page.locator("#model-info").filter(has_text="Live model").wait_for()
+    page.locator("#model-info").filter(has_text="This page's model").wait_for()
     # a short real run, so the picture shows the loss curve and a preview grid, not empty panels
     set_number(page, "train-minutes", 0.75)
     page.locator("#train-start").click()

@@ -68,7 +68,7 @@ def test_every_tab_opens_with_its_content(page) -> None:
     expect(oracle_table(page)).to_contain_text("compared with")  # computed when the tab opens
 
     open_tab(page, "Train or load")
-    expect(page.locator("#model-info")).to_contain_text("Live model")
+    expect(page.locator("#model-info")).to_contain_text("This page's model")
     expect(page.locator("#train-start")).to_be_enabled()
 
     open_tab(page, "Sample")
@@ -173,8 +173,8 @@ def test_train_a_tiny_model_then_start_and_stop_another(page) -> None:
     page.locator("#train-stop").click()
     expect(status).to_contain_text(re.compile(r"Training stopped at step \d+"))
     expect(start).to_be_enabled()
-    # The live model is untouched until someone clicks "Use the trained model".
-    expect(page.locator("#model-info")).to_contain_text(f"Live model: {shipped_model_name()}")
+    # This page's model is untouched until someone clicks "Use the trained model".
+    expect(page.locator("#model-info")).to_contain_text(f"This page's model: {shipped_model_name()}")
 
 
 def test_sample_at_two_guidance_weights(page, tmp_path: Path) -> None:

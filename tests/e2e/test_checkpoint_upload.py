@@ -1,5 +1,5 @@
-"""Loading a checkpoint in the browser. Loading replaces the live model for everyone on that server, so this
-module starts its own ``python app.py`` and leaves the shared one alone."""
+"""Loading a checkpoint in the browser: it becomes that page's model only; a second page keeps the shipped one.
+This module starts its own ``python app.py`` and leaves the shared one alone."""
 
 from __future__ import annotations
 
@@ -47,27 +47,38 @@ def test_load_a_bad_then_a_good_checkpoint_and_sample_from_it(
     try:
         open_tab(page, "Train or load")
         info, upload = page.locator("#model-info"), page.locator("#ckpt-upload")
-        expect(info).to_contain_text(f"Live model: {shipped}")
+        expect(info).to_contain_text(f"This page's model: {shipped}")
 
-        # A corrupt weights file: a readable error, and the live model stays.
+        # A corrupt weights file: a readable error, and the page's model stays.
         upload.locator("input[type=file]").set_input_files([str(corrupt), str(tiny_checkpoint / "config.json")])
         expect(upload).to_contain_text("config")
         page.locator("#ckpt-load").click()
         toast = page.get_by_test_id("toast-body").filter(has_text="That checkpoint was not loaded")
         expect(toast).to_be_visible()
-        expect(toast).to_contain_text("The live model is unchanged")
+        expect(toast).to_contain_text("This page's model is unchanged")
         expect(toast).not_to_contain_text("Traceback")
-        expect(info).to_contain_text(f"Live model: {shipped}")
+        expect(info).to_contain_text(f"This page's model: {shipped}")
 
         # The real thing.
         upload.get_by_role("button", name="Clear").click()
         files = [str(tiny_checkpoint / "model.safetensors"), str(tiny_checkpoint / "config.json")]
         upload.locator("input[type=file]").set_input_files(files)
         page.locator("#ckpt-load").click()
-        expect(info).to_contain_text("Loaded.")
-        expect(info).to_contain_text("Live model: e2e-tiny")
+        expect(info).to_contain_text("Loaded for this page.")
+        expect(info).to_contain_text("This page's model: e2e-tiny")
         expect(info).to_contain_text("T = 50")
         expect(info).to_contain_text("3 steps")
+
+        # Another visitor's page (its own browser context, its own session) still has the shipped model.
+        other_context, other, other_errors = open_page(browser, own_app.url)
+        try:
+            open_tab(other, "Train or load")
+            expect(other.locator("#model-info")).to_contain_text(f"This page's model: {shipped}")
+            expect(other.locator("#model-info")).to_contain_text("shared by every visitor")
+            expect(other.locator("#train-board")).to_contain_text("trainer is free")
+        finally:
+            other_context.close()
+        assert not other_errors, f"JavaScript errors in the other page: {other_errors}"
 
         # The Sample tab now uses it.
         open_tab(page, "Sample")

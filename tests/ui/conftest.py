@@ -1,12 +1,15 @@
-"""Fixtures for the tab tests: the example photo, a non-image, and a tiny digit model served as the live one.
+"""Fixtures for the tab tests: the example photo, a non-image, and a tiny digit model served as the shipped one.
 
 The tiny checkpoint (trained for three steps) stands in for the shipped model so that every call is quick;
-a module that asks for ``tiny_live`` gets private run folders and the previous live model back afterwards.
+a module that asks for ``tiny_live`` gets private run folders, its own session models and training job, and
+the app's own back afterwards.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +19,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # for `from ui_fixtures import â
 
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.data import load_bundled
-from ddpm_core.live import LiveModel
 from ddpm_core.schedule import ScheduleConfig
+from ddpm_core.sessions import SessionModels
 from ddpm_core.training import TrainConfig, train
+from ddpm_core.training_job import TrainingJob
 from ddpm_ui import common, state
 
 
@@ -28,10 +32,13 @@ def example() -> str:
 
 
 @pytest.fixture()
-def not_an_image(tmp_path: Path) -> str:
-    path = tmp_path / "holiday.png"
+def not_an_image() -> Iterator[str]:
+    """A text file named like a picture, where Gradio keeps uploads (image inputs open nothing else)."""
+    folder = Path(tempfile.mkdtemp(prefix="not-an-image-", dir=common.received_folders()[0]))
+    path = folder / "holiday.png"
     path.write_text("definitely not pixels")
-    return str(path)
+    yield str(path)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -46,15 +53,17 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_server(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Serve the tiny model for this module; private run folders; the previous live model comes back after."""
+    """Serve the tiny model as the shipped one for this module; private run folders, session models and job."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DDPM_PLAYGROUND_HOME", str(tmp_path_factory.mktemp("home")))
-    mp.setattr(state, "LIVE", LiveModel(lambda: load_checkpoint(tiny_dir)))
+    models = SessionModels(lambda: load_checkpoint(tiny_dir))
+    mp.setattr(state, "MODELS", models)
+    mp.setattr(state, "JOB", TrainingJob(classifier=state.classifier, keep=models.folders_in_use))
     yield
     mp.undo()
 
 
 @pytest.fixture()
-def tiny_live(tiny_server: None, tiny_dir: Path) -> None:
-    """The tiny model is live when the test starts (tests that load or train replace it)."""
-    state.LIVE.swap(load_checkpoint(tiny_dir))
+def tiny_live(tiny_server: None) -> None:
+    """Every session starts the test on the tiny stand-in (tests that load or train change their own)."""
+    state.MODELS.clear()

@@ -58,7 +58,7 @@ def test_forward_view_is_reproducible_and_seed_matters(example: str) -> None:
         (("EXAMPLE", 10, "linear", "many", 0), "T must be one of"),
         (("EXAMPLE", 10, "linear", 1000, -1), "seed must be a whole number"),
         (("EXAMPLE", 10, "linear", 1000, 0.5), "seed must be a whole number"),
-        (("/no/such/file.png", 10, "linear", 1000, 0), "could not be found"),
+        (("/no/such/file.png", 10, "linear", 1000, 0), "not one the app received"),
     ],
 )
 def test_forward_view_bad_input_raises_readable_errors(example: str, args: tuple, message: str) -> None:

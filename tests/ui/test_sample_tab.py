@@ -55,17 +55,17 @@ def test_bad_sampling_input_gets_a_message(args: tuple, message: str) -> None:
 
 
 def test_guidance_sweep_rows_plot_and_table() -> None:
-    sheet, plot, note = sample_tab.guidance_sweep(["0", "1"], 2, "0, 1, 4", "dpmpp", 5, 0.0, 0)
+    sheet, plot, note = last(sample_tab.guidance_sweep(["0", "1"], 2, "0, 1, 4", "dpmpp", 5, 0.0, 0))
     assert sheet.ndim == 3 and plot.ndim == 3
     table_rows = [line for line in note.splitlines() if line.startswith("| ") and "accuracy" not in line]
     assert [row.split("|")[1].strip() for row in table_rows] == ["0", "1", "4"]
     with pytest.raises(gr.Error) as excinfo:
-        sample_tab.guidance_sweep(["0"], 2, "zero, one", "dpmpp", 5, 0.0, 0)
+        last(sample_tab.guidance_sweep(["0"], 2, "zero, one", "dpmpp", 5, 0.0, 0))
     assert "numbers separated by commas" in error_text(excinfo)
 
 
 def test_sampler_comparison_lists_every_sampler() -> None:
-    sheet, note = sample_tab.compare_samplers(["3", "8"], 3.0, 0)
+    sheet, note = last(sample_tab.compare_samplers(["3", "8"], 3.0, 0))
     assert sheet.ndim == 3
     for label in ("DDPM 50 steps", "DDIM 50 steps", "DDIM 10 steps", "DPMPP 15 steps", "DPMPP 6 steps"):
         assert label in note
@@ -88,8 +88,8 @@ def test_sample_and_load_endpoints_over_the_api(gradio_client, tiny_dir: Path) -
         [handle_file(str(tiny_dir / "model.safetensors")), handle_file(str(tiny_dir / "config.json"))],
         api_name="/load_model",
     )
-    assert info.startswith("Loaded.")
-    with pytest.raises(AppError, match="live model is unchanged"):
+    assert info.startswith("Loaded for this page.")
+    with pytest.raises(AppError, match="page's model is unchanged"):
         gradio_client.predict([handle_file(str(tiny_dir / "config.json"))], api_name="/load_model")
 
 
@@ -100,7 +100,7 @@ def test_live_guidance_draws_each_request_as_it_would_alone_and_reports_bad_ones
     images, notes = sample_tab.live_digits([ALL, [], ["3", "8"], ALL], [3.0, 2.0, 1.0, 9.0], [0, 0, 5, 0])
     assert images[0].shape[1] > images[0].shape[0] > 28 and images[2] is not None
     assert images[1] is None and "at least one digit" in notes[1]
-    assert images[3] is None and "distilled for w in 0…5" in notes[3]
+    assert images[3] is None and "between 0 and 5 (the range the student was distilled for)" in notes[3]
     passes = f"{state.student_steps()} network passes"
     assert "10 digits" in notes[0] and passes in notes[0] and "together with 1 other" in notes[0]
     alone, note = sample_tab.live_first_view(["3", "8"], 1.0, 5)
@@ -116,18 +116,18 @@ def test_teacher_beside_student_from_the_same_noise() -> None:
     assert sheet.ndim == 3 and "same $x_T$ (seed 3)" in note and "DPM-Solver++ for 10 steps" in note
     with pytest.raises(gr.Error) as excinfo:
         sample_tab.teacher_beside_student(["1"], 7.5, 0)
-    assert "distilled for w in 0…5" in error_text(excinfo)
+    assert "between 0 and 5 (the range the student was distilled for)" in error_text(excinfo)
 
 
 def test_sweep_and_comparison_include_the_student() -> None:
-    _, _, note = sample_tab.guidance_sweep(["2", "6"], 2, "1, 4, 8", "dpmpp", 5, 0.0, 0)
+    _, _, note = last(sample_tab.guidance_sweep(["2", "6"], 2, "1, 4, 8", "dpmpp", 5, 0.0, 0))
     lines = [line for line in note.splitlines() if line.startswith("| ") and "w |" not in line]
     rows = {line.split("|")[1].strip(): line for line in lines}
-    assert rows["1"].count("%") == 2 and rows["4"].count("%") == 2  # the live model's and the student's accuracy
+    assert rows["1"].count("%") == 2 and rows["4"].count("%") == 2  # this page's model's and the student's accuracy
     assert rows["8"].count("%") == 1 and "–" in rows["8"]  # beyond the student's range: the teacher only
-    _, compare_note = sample_tab.compare_samplers(["3", "8"], 3.0, 0)
+    _, compare_note = last(sample_tab.compare_samplers(["3", "8"], 3.0, 0))
     assert f"distilled student {state.student_steps()} steps" in compare_note
-    _, beyond = sample_tab.compare_samplers(["3"], 7.0, 0)
+    _, beyond = last(sample_tab.compare_samplers(["3"], 7.0, 0))
     assert "distilled student" not in beyond.split("| sampler")[1]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -29,3 +30,8 @@ def last(generator: Iterator) -> tuple:
     outputs = list(generator)
     assert outputs, "the handler yielded nothing"
     return outputs[-1]
+
+
+def page(name: str) -> SimpleNamespace:
+    """A stand-in for the ``gr.Request`` of one browser page (session): handlers only read its session hash."""
+    return SimpleNamespace(session_hash=name)

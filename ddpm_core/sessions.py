@@ -1,0 +1,224 @@
+"""Which digit model each visitor samples from, and how many heavy requests each may run at once.
+
+A server is shared (a Space, a link sent to a class), so nothing one visitor does may change what another
+sees. :class:`SessionModels` gives every session the shipped model, shared and read-only, until that
+session loads a checkpoint or uses the one it trained; only that session then samples from it.
+
+Memory stays bounded however many people upload models: a session remembers only the folder its model
+came from, and the loaded networks sit in a least-recently-used cache with a byte cap. A network pushed
+out of the cache is loaded again from its folder the next time its session needs it, so no model is ever
+lost while its session lasts. A session ends when its page closes (Gradio's unload event) or after it has
+been idle for ``ttl_s``; its folder may then be cleaned up.
+
+:class:`SessionSlots` caps how many heavy requests (sampling, sweeps, comparisons) one session runs at
+once, so one visitor cannot fill the queue for everyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
+
+MEMORY_FACTOR = 3  # weights in PyTorch, again in the ONNX Runtime session, and that session's buffers
+
+
+class BusyError(RuntimeError):
+    """A request refused because the server (or this session) is at a limit; the message is for people."""
+
+
+def resident_bytes(loaded: LoadedModel) -> int:
+    """About how much memory a loaded model holds while it is in use (weights × :data:`MEMORY_FACTOR`)."""
+    weights = sum(p.numel() * p.element_size() for p in loaded.model.parameters())
+    return MEMORY_FACTOR * weights
+
+
+@dataclass
+class _Session:
+    folder: Path  # the checkpoint folder this session's model is loaded from
+    name: str
+    last_seen: float
+
+
+class SessionModels:
+    """The shipped model for everyone; a model of its own for each session that loads or trains one.
+
+    ``cap_bytes`` bounds the memory of the loaded networks (the shipped one not counted), ``ttl_s`` how long
+    an idle session keeps its model, ``max_sessions`` how many sessions may hold a model of their own.
+    """
+
+    def __init__(
+        self,
+        load_default: Callable[[], LoadedModel],
+        cap_bytes: int = 400_000_000,
+        ttl_s: float = 3600.0,
+        max_sessions: int = 100,
+        load_folder: Callable[[Path], LoadedModel] = load_checkpoint,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._load_default = load_default
+        self._load_folder = load_folder
+        self.cap_bytes, self.ttl_s, self.max_sessions = cap_bytes, ttl_s, max_sessions
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._default: LoadedModel | None = None
+        self._sessions: dict[str, _Session] = {}
+        self._cache: OrderedDict[Path, tuple[LoadedModel, int]] = OrderedDict()  # least recently used first
+
+    # ------------------------------------------------------------------------------------------
+    # Reading
+    # ------------------------------------------------------------------------------------------
+
+    def default(self) -> LoadedModel:
+        """The shipped model (loaded on first use, then shared read-only by every session)."""
+        with self._lock:
+            if self._default is None:
+                self._default = self._load_default()
+            return self._default
+
+    def get(self, session: str) -> LoadedModel:
+        """The model ``session`` samples from: its own if it has one, else the shipped one."""
+        with self._lock:
+            self._expire()
+            own = self._sessions.get(session)
+            if own is None:
+                return self.default()
+            own.last_seen = self._clock()
+            cached = self._cache.get(own.folder)
+            if cached is not None:
+                self._cache.move_to_end(own.folder)
+                return cached[0]
+        # loading from disk happens outside the lock, so other sessions are not held up by it
+        loaded = self._load_folder(own.folder)
+        with self._lock:
+            self._remember(own.folder, loaded)
+        return loaded
+
+    def has_own(self, session: str) -> bool:
+        """Whether ``session`` uses a model of its own rather than the shipped one."""
+        with self._lock:
+            return session in self._sessions
+
+    def folders_in_use(self) -> set[Path]:
+        """Every folder some live session's model comes from (clean-up must keep these)."""
+        with self._lock:
+            self._expire()
+            folders = {s.folder for s in self._sessions.values()}
+            if self._default is not None and self._default.path is not None:
+                folders.add(self._default.path)
+            return folders
+
+    def cached_bytes(self) -> int:
+        """Memory held by the networks in the cache (the shipped one not counted)."""
+        with self._lock:
+            return sum(size for _, size in self._cache.values())
+
+    def session_count(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    # ------------------------------------------------------------------------------------------
+    # Changing one session's model
+    # ------------------------------------------------------------------------------------------
+
+    def use(self, session: str, loaded: LoadedModel) -> None:
+        """Make ``loaded`` (already checked, with a folder on disk) the model of ``session`` only."""
+        if loaded.path is None:
+            raise ValueError("a session's model must come from a checkpoint folder on disk")
+        size = resident_bytes(loaded)
+        if size > self.cap_bytes:
+            raise CheckpointError(
+                f"this model needs about {size / 1e6:.0f} MB; the server keeps at most {self.cap_bytes / 1e6:.0f} MB "
+                "of uploaded models"
+            )
+        with self._lock:
+            self._expire()
+            if session not in self._sessions and len(self._sessions) >= self.max_sessions:
+                raise BusyError(
+                    f"the server already holds {self.max_sessions} visitors' own models; please try again later "
+                    "(the shipped model is still yours to use)"
+                )
+            self._sessions[session] = _Session(Path(loaded.path), loaded.name, self._clock())
+            self._remember(Path(loaded.path), loaded)
+
+    def use_default(self, session: str) -> None:
+        """Go back to the shipped model."""
+        self.forget(session)
+
+    def forget(self, session: str) -> None:
+        """The session has ended (its page closed): drop its model unless another session shares the folder."""
+        with self._lock:
+            own = self._sessions.pop(session, None)
+            if own is not None and all(s.folder != own.folder for s in self._sessions.values()):
+                self._cache.pop(own.folder, None)
+
+    def clear(self) -> None:
+        """Every session back to the shipped model (a test's fresh start)."""
+        with self._lock:
+            self._sessions.clear()
+            self._cache.clear()
+
+    def _remember(self, folder: Path, loaded: LoadedModel) -> None:
+        """Put a network in the cache and push out the least recently used ones beyond the byte cap."""
+        self._cache[folder] = (loaded, resident_bytes(loaded))
+        self._cache.move_to_end(folder)
+        total = sum(size for _, size in self._cache.values())
+        while total > self.cap_bytes and len(self._cache) > 1:
+            _, (_, size) = self._cache.popitem(last=False)  # its session reloads it from its folder when needed
+            total -= size
+
+    def _expire(self) -> None:
+        cutoff = self._clock() - self.ttl_s
+        for session in [k for k, s in self._sessions.items() if s.last_seen < cutoff]:
+            self.forget(session)
+
+
+class SessionSlots:
+    """At most ``limit`` heavy requests at a time per session, each told when its session has ended."""
+
+    def __init__(self, limit: int = 1) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._running: dict[str, list[threading.Event]] = {}
+
+    @contextlib.contextmanager
+    def slot(self, session: str, what: str = "request") -> Iterator[threading.Event]:
+        """Hold one of ``session``'s slots for the ``with`` block; BusyError if they are all taken.
+
+        The event it yields is set once :meth:`leave` is called for the session (its page has closed), so
+        work that watches it can stop even while its own connection lingers.
+        """
+        left = threading.Event()
+        with self._lock:
+            held = self._running.setdefault(session, [])
+            if len(held) >= self.limit:
+                raise BusyError(
+                    f"this page already has {self.limit} {what}{'s' if self.limit > 1 else ''} running; wait for it "
+                    "to finish or cancel it first"
+                )
+            held.append(left)
+        try:
+            yield left
+        finally:
+            with self._lock:
+                held = self._running.get(session, [])
+                if left in held:
+                    held.remove(left)
+                if not held:
+                    self._running.pop(session, None)
+
+    def leave(self, session: str) -> None:
+        """``session`` has ended: tell each of its running requests to stop."""
+        with self._lock:
+            for left in self._running.get(session, []):
+                left.set()
+
+    def running(self, session: str) -> int:
+        with self._lock:
+            return len(self._running.get(session, []))
