@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dis
 import functools
+import inspect
 import logging
 import math
 import numbers
@@ -118,13 +119,38 @@ def _ours(kind: type) -> bool:
     return kind is ValueError or kind.__module__.split(".")[0] in _OUR_PACKAGES
 
 
+def _as_user_error(handler: str, err: Exception) -> gr.Error:
+    """The :class:`gradio.Error` a person sees for ``err`` (logged unless it was written for them)."""
+    message = readable_message(err)
+    if message is not None:
+        return user_error(message)
+    if isinstance(err, (ValueError, TypeError, OverflowError)):
+        LOG.warning("handler %s refused its input", handler, exc_info=err)
+        return user_error(INVALID_INPUT)
+    LOG.error("handler %s failed", handler, exc_info=err)
+    return user_error(UNEXPECTED)
+
+
 def friendly_errors(fn: F) -> F:
     """Turn errors written for people into :class:`gradio.Error`s and hide everything else behind a short note.
 
     Bad input that slipped past our parsers (a ``ValueError``, ``TypeError`` or ``OverflowError`` from
     Python or torch) gets :data:`INVALID_INPUT`; any other failure gets :data:`UNEXPECTED`. Both are logged
-    with their stack trace; the person never sees Python's or torch's wording.
+    with their stack trace; the person never sees Python's or torch's wording. Generator handlers (those
+    that stream) are wrapped as generators, so errors raised while they stream are caught too.
     """
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as err:
+                raise _as_user_error(fn.__name__, err) from None
+
+        return streaming  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -133,14 +159,7 @@ def friendly_errors(fn: F) -> F:
         except gr.Error:
             raise
         except Exception as err:
-            message = readable_message(err)
-            if message is not None:
-                raise user_error(message) from None
-            if isinstance(err, (ValueError, TypeError, OverflowError)):
-                LOG.warning("handler %s refused its input", fn.__name__, exc_info=True)
-                raise user_error(INVALID_INPUT) from None
-            LOG.exception("handler %s failed", fn.__name__)
-            raise user_error(UNEXPECTED) from None
+            raise _as_user_error(fn.__name__, err) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -10,8 +10,6 @@ the network) before it starts, and in wall time while it runs.
 from __future__ import annotations
 
 import contextlib
-import functools
-import inspect
 import threading
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
@@ -21,10 +19,9 @@ import gradio as gr
 from ddpm_core.background import BackgroundWork, Progress, Report
 from ddpm_core.sessions import BusyError
 from ddpm_ui import state
-from ddpm_ui.common import INVALID_INPUT, LOG, UNEXPECTED, readable_message, user_error
+from ddpm_ui.common import LOG, user_error
 
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Any])
 
 MAX_NETWORK_IMAGES = 50_000  # images through the network in one request: about 15–30 s on two CPU cores
 MAX_REQUEST_S = 120.0  # a request still running after this long is stopped (a crowded server)
@@ -94,27 +91,3 @@ def watch(
     if result is None:  # cancelled without the generator being closed (cannot normally happen)
         raise user_error("The request was cancelled.")
     return result
-
-
-def friendly_stream(fn: F) -> F:
-    """:func:`ddpm_ui.common.friendly_errors` for generator handlers: errors while iterating become messages."""
-    if not inspect.isgeneratorfunction(fn):
-        raise TypeError(f"{fn.__name__} is not a generator function")
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            yield from fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as err:
-            message = readable_message(err)
-            if message is not None:
-                raise user_error(message) from None
-            if isinstance(err, (ValueError, TypeError, OverflowError)):
-                LOG.warning("handler %s refused its input", fn.__name__, exc_info=True)
-                raise user_error(INVALID_INPUT) from None
-            LOG.exception("handler %s failed", fn.__name__)
-            raise user_error(UNEXPECTED) from None
-
-    return wrapper  # type: ignore[return-value]

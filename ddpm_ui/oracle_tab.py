@@ -46,7 +46,7 @@ from ddpm_ui.common import (
     step_slider_update,
     sub,
 )
-from ddpm_ui.heavy import friendly_stream, watch
+from ddpm_ui.heavy import watch
 
 CURVE_SIDE = 64  # the error-vs-t curves are computed on a copy this small
 CHAIN_SIDE = 128  # the oracle reverse chain runs on a copy this small
@@ -163,7 +163,7 @@ def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFA
     )
 
 
-@friendly_stream
+@friendly_errors
 def oracle_chain(
     image: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0, request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
@@ -253,7 +253,7 @@ def _loss_curve(loaded: LoadedModel, report: Report) -> np.ndarray:
     return pictures.render_curves(ts, [panel], xlabel=f"t (T = {loaded.schedule.num_steps})").image
 
 
-@friendly_stream
+@friendly_errors
 def model_loss_curve(request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
     """This page's model's L_simple (eq. 14) against t over the held-out digits (kept for a few recent models)."""
     loaded = state.model_for(request)

@@ -63,7 +63,7 @@ from ddpm_ui.common import (
     request_folder,
     seed_box,
 )
-from ddpm_ui.heavy import check_work, friendly_stream, watch
+from ddpm_ui.heavy import check_work, watch
 
 CLASS_CHOICES = [str(c) for c in range(10)]
 SAMPLER_CHOICES = [("DPM-Solver++ (2M)", "dpmpp"), ("DDIM", "ddim"), ("DDPM, all T steps", "ddpm")]
@@ -144,7 +144,7 @@ def _verdict_sheet(images: np.ndarray, labels: np.ndarray, ncol: int) -> tuple[n
     return sheet, float(ok.mean())
 
 
-@friendly_stream
+@friendly_errors
 def sample_digits(
     classes: Any,
     per_class: Any,
@@ -244,7 +244,7 @@ def _run_all(
     return results
 
 
-@friendly_stream
+@friendly_errors
 def guidance_sweep(
     classes: Any, per_class: Any, ws_text: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any,
     mid_guidance: Any = True, request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),
@@ -320,7 +320,7 @@ def guidance_sweep(
     yield sheet, plot, note
 
 
-@friendly_stream
+@friendly_errors
 def compare_samplers(
     classes: Any, w: Any, seed: Any, request: gr.Request | None = None, progress: gr.Progress = gr.Progress()
 ) -> Iterator[tuple[Any, Any]]:

@@ -37,7 +37,6 @@ from ddpm_ui.common import (
     seed_box,
     user_error,
 )
-from ddpm_ui.heavy import friendly_stream
 
 DEFAULT_MINUTES = 3.0  # the fast recipe reaches ≥ 90% guided accuracy in this (README, "Training recipes")
 TRAIN_POLL_S = 1.0
@@ -225,7 +224,7 @@ def _train_config(
     )
 
 
-@friendly_stream
+@friendly_errors
 def train_model(
     minutes: Any,
     max_steps: Any,
