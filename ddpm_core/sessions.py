@@ -56,7 +56,7 @@ class SessionModels:
     def __init__(
         self,
         load_default: Callable[[], LoadedModel],
-        cap_bytes: int = 400_000_000,
+        cap_bytes: int = 200_000_000,
         ttl_s: float = 3600.0,
         max_sessions: int = 100,
         load_folder: Callable[[Path], LoadedModel] = load_checkpoint,

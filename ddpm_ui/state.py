@@ -28,7 +28,7 @@ from ddpm_core.training_job import TrainingJob, TrainingLimits
 from ddpm_ui.common import LOG, user_error
 
 LOCAL_SESSION = "local"  # a handler called directly (tests, scripts) rather than through a page
-SESSION_MODELS_MB = int(os.environ.get("DDPM_SESSION_MODELS_MB", "400"))  # memory for visitors' own models
+SESSION_MODELS_MB = int(os.environ.get("DDPM_SESSION_MODELS_MB", "200"))  # memory for visitors' own models
 SESSION_TTL_S = 3600.0  # an idle session keeps its own model this long (a closed page lets go at once)
 
 
