@@ -66,7 +66,7 @@ from typing import IO, Any
 import numpy as np
 
 from benchmarks.bench import REPO_ROOT, rounded, wait_for_page
-from ddpm_core.localhost import free_port, http_ok, stop_process
+from ddpm_core.localhost import free_port, http_ok, isolated_app_env, stop_process
 from ddpm_core.runtime import cpu_capability
 
 ROLES: dict[str, int] = {"slider": 3, "sample": 2, "live": 1, "train": 1, "sweep": 1}  # eight people
@@ -120,16 +120,8 @@ class Server:
 @contextlib.contextmanager
 def running_server(home: Path, timeout_s: float = 180.0, torch_threads: int | None = None) -> Iterator[Server]:
     """``python app.py --host 127.0.0.1 --port N`` with its state under ``home`` (as tests/e2e/appserver does)."""
-    (home / "gradio-tmp").mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {
-        **os.environ,
-        "DDPM_PLAYGROUND_HOME": str(home / "runs"),
-        "GRADIO_TEMP_DIR": str(home / "gradio-tmp"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = isolated_app_env(home)
     command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
     if torch_threads is not None:
         command += ["--torch-threads", str(torch_threads)]

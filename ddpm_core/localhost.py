@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
+
+
+def isolated_app_env(home: Path) -> dict[str, str]:
+    """The environment for a ``python app.py`` of its own: runs and uploads under ``home``, offline, unbuffered.
+
+    Its training runs and generated files go to ``home/runs`` and Gradio's upload cache to ``home/gradio-tmp``
+    (created here), so nothing leaks into the real temp folders or between servers.
+    """
+    (home / "gradio-tmp").mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ,
+        "DDPM_PLAYGROUND_HOME": str(home / "runs"),
+        "GRADIO_TEMP_DIR": str(home / "gradio-tmp"),
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
 
 
 def free_port() -> int:

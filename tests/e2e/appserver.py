@@ -9,7 +9,6 @@ servers, and each runs with the thread settings of ``python app.py`` rather than
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # run by hand (python tests/e2e/appserver.py), ddpm_core is not on the path
     sys.path.insert(0, str(ROOT))
 
-from ddpm_core.localhost import free_port, http_ok, stop_process  # noqa: E402  (needs the path fix above)
+from ddpm_core.localhost import free_port, http_ok, isolated_app_env, stop_process  # noqa: E402  (needs the path fix above)
 
 START_TIMEOUT_S = 180.0  # importing torch and gradio on a busy 2-core machine can take a while
 
@@ -72,17 +71,8 @@ def running_app(home: Path, *, extra_env: dict[str, str] | None = None) -> Itera
     """Start ``python app.py --host 127.0.0.1 --port N`` with its state under ``home``; stop it afterwards."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
-    (home / "gradio-tmp").mkdir(exist_ok=True)
     port = free_port()
-    env = {
-        **os.environ,
-        "DDPM_PLAYGROUND_HOME": str(home / "runs"),
-        "GRADIO_TEMP_DIR": str(home / "gradio-tmp"),
-        "GRADIO_ANALYTICS_ENABLED": "False",
-        "HF_HUB_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-        **(extra_env or {}),
-    }
+    env = {**isolated_app_env(home), **(extra_env or {})}
     log = home / "app.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
