@@ -314,11 +314,11 @@ def training_board(request: gr.Request | None = None) -> str:
     if state.JOB.running and state.JOB.owns(session):
         status = state.JOB.status()
         return (
-            f"🟢 **Your run is training**: step {status.step:,}, about {status.eta_s:.0f} s left. It belongs to "
+            f"**Your run is training**: step {status.step:,}, about {status.eta_s:.0f} s left. It belongs to "
             f"this page: closing the page stops it about {OWNER_GRACE_S:.0f} s later."
         )
     if state.JOB.running:
-        return "⏳ " + state.JOB.busy_text()
+        return state.JOB.busy_text()
     return (
         f"The trainer is free: one run at a time per server, at most {limits.max_minutes:g} minutes and "
         f"{limits.max_steps:,} steps."
@@ -405,6 +405,7 @@ def build_tab(demo: gr.Blocks) -> None:
     )  # fmt: skip
     recipe.change(recipe_settings, recipe, [preset, batch, lr], queue=False, api_visibility="private")
     run.then(lambda: gr.update(interactive=True), None, start, queue=False, api_visibility="private")
+    run.then(training_board, None, board, queue=False, api_visibility="private")  # at once, not at the next tick
     stop.click(stop_training, None, status, api_name="stop_training", concurrency_limit=None)
     use.click(use_trained_model, None, info, api_name="use_trained_model", concurrency_limit=1)
     download_trained.click(download_trained_model, None, trained_file, api_name="download_trained_model")
