@@ -12,7 +12,7 @@ in the middle (:data:`MID_INTERVAL`); :data:`NO_INTERVAL` guides every step, as 
 
 Every sampler has one signature, ``sample(model, schedule, labels, settings, callback)``, and calls
 ``callback(StepInfo)`` after each step with the current x and the model's x̂_0 (for progress bars,
-cancelling and the two-track GIF). Samplers:
+cancelling: raising in it stops the sampler, see :mod:`ddpm_core.background`; and the two-track GIF). Samplers:
 
 * ``ddpm``  — ancestral sampling over all T steps (Ho et al. 2020, Algorithm 2);
 * ``ddim``  — DDIM over ``steps`` evenly spaced steps with stochasticity η (Song et al. 2021);
@@ -35,14 +35,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from torch import nn
 
-from ddpm_core.background import BackgroundWork, Cancelled, Report
 from ddpm_core.diffusion import ddim_step, ddpm_step, dpm_solver_pp_step, eps_from_output, predict_x0
 from ddpm_core.runtime import Execution, choose_inference, default_precision, default_runtime, network
 from ddpm_core.schedule import NoiseSchedule
@@ -95,9 +94,6 @@ class SampleResult:
     network_evaluations: int  # batched network calls, one per step
     execution: Execution
     network_images: int = 0  # images through the network in all: 2 per sample on a guided step, else 1
-
-
-SamplingCancelled = Cancelled  # raised from a callback to stop sampling early
 
 
 def validate_labels(labels: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -207,9 +203,9 @@ def network_images_needed(settings: SamplerSettings, schedule: NoiseSchedule, n:
     unconditional pass too, else n (always n for a distilled student, which takes w as an input).
     """
     ts = timesteps_for(settings.sampler, settings.steps, schedule, settings.spacing)
-    if w_input:
-        return n * len(ts)
-    return sum(guided_batch(n, guidance_weight_at(schedule, t, settings.w, settings.guidance_interval)) for t in ts)
+    return sum(
+        guided_batch(n, guidance_weight_at(schedule, t, settings.w, settings.guidance_interval), w_input) for t in ts
+    )
 
 
 def linspace_timesteps(num_steps: int, steps: int) -> list[int]:
@@ -381,37 +377,3 @@ class Trajectory:
             self.steps.append(info.t)
             self.xs.append(info.x.detach().float().clamp(-1, 1).cpu())
             self.pred_x0s.append(info.pred_x0.detach().float().clamp(-1, 1).cpu())
-
-
-class BackgroundSampling(BackgroundWork[SampleResult]):
-    """:func:`sample` in a daemon thread that the caller watches and can cancel (a page that streams progress).
-
-    ``updates(every_s)`` yields the latest :class:`StepInfo` while the sampler works; :meth:`cancel` stops
-    it at its next step; :meth:`outcome` is the :class:`SampleResult`, ``None`` if cancelled, or re-raises
-    the sampler's error. ``deadline_s`` stops it at the first step after that many seconds.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        schedule: NoiseSchedule,
-        labels: Sequence[int] | torch.Tensor,
-        settings: SamplerSettings,
-        callback: Callable[[StepInfo], None] | None = None,
-        deadline_s: float | None = None,
-    ) -> None:
-        def work(report: Report) -> SampleResult:
-            def on_step(info: StepInfo) -> None:
-                report(info.index + 1, info.total, info)
-                if callback is not None:
-                    callback(info)
-
-            return sample(model, schedule, labels, settings, callback=on_step)
-
-        super().__init__(work, deadline_s, name="ddpm-sampling")
-
-    def updates(self, every_s: float) -> Iterator[StepInfo]:  # type: ignore[override]
-        """The latest step every ``every_s`` seconds until the sampler ends (nothing before its first step)."""
-        for progress in super().updates(every_s):
-            if progress is not None:
-                yield progress.detail

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from ddpm_core.background import BackgroundWork
 from ddpm_core.diffusion import ddim_step, dpm_solver_pp_step, predict_eps, predict_x0, q_sample
 from ddpm_core.sampling import (
     NO_INTERVAL,
-    BackgroundSampling,
     SamplerSettings,
     StepInfo,
     Trajectory,
@@ -153,13 +153,27 @@ def test_sampling_steps_counts_the_network_passes() -> None:
     assert Trajectory.for_frames(6).every == 1
 
 
+def sampling_in_background(model, schedule, labels, settings, callback=None) -> BackgroundWork:
+    """The sampler in a background thread, as the app's heavy handlers run it: each step reported, then called back."""
+
+    def work(report):
+        def on_step(info: StepInfo) -> None:
+            report(info.index + 1, info.total, info)
+            if callback is not None:
+                callback(info)
+
+        return sample(model, schedule, labels, settings, callback=on_step)
+
+    return BackgroundWork(work)
+
+
 def test_background_sampling_matches_sample_and_streams_its_steps() -> None:
     model = random_unet()
     schedule = make_schedule("cosine", 30)
     settings = SamplerSettings(sampler="ddpm", seed=3)
     seen: list[int] = []
-    job = BackgroundSampling(model, schedule, [2, 7], settings, callback=lambda info: seen.append(info.index))
-    updates = list(job.updates(0.001))
+    job = sampling_in_background(model, schedule, [2, 7], settings, callback=lambda info: seen.append(info.index))
+    updates = [u.detail for u in job.updates(0.001) if u is not None]
     result = job.outcome(timeout_s=60)
     assert result is not None and not job.running
     assert seen == list(range(30))
@@ -171,10 +185,10 @@ def test_background_sampling_stops_when_cancelled_and_reports_errors() -> None:
     model = random_unet()
     schedule = make_schedule("cosine", 200)
     steps: list[int] = []
-    job = BackgroundSampling(
+    job = sampling_in_background(
         model, schedule, [1], SamplerSettings(sampler="ddpm"), callback=lambda i: steps.append(i.index)
     )
-    first = next(job.updates(0.01))  # at least one step has run
+    first = next(u.detail for u in job.updates(0.01) if u is not None)  # at least one step has run
     job.cancel()
     assert job.outcome(timeout_s=60) is None
     assert first.index >= 0 and len(steps) < 200, "the sampler ran to the end after being cancelled"
@@ -182,7 +196,7 @@ def test_background_sampling_stops_when_cancelled_and_reports_errors() -> None:
     def broken(info: StepInfo) -> None:
         raise RuntimeError("callback broke")
 
-    job = BackgroundSampling(model, schedule, [1], SamplerSettings(steps=3), callback=broken)
+    job = sampling_in_background(model, schedule, [1], SamplerSettings(steps=3), callback=broken)
     with pytest.raises(RuntimeError, match="callback broke"):
         job.outcome(timeout_s=60)
 
