@@ -187,11 +187,10 @@ class SessionSlots:
         self._lock = threading.Lock()
         self._running: dict[str, list[threading.Event]] = {}
 
-    @contextlib.contextmanager
-    def slot(self, session: str, what: str = "request") -> Iterator[threading.Event]:
-        """Hold one of ``session``'s slots for the ``with`` block; BusyError if they are all taken.
+    def hold(self, session: str, what: str = "request") -> threading.Event:
+        """Take one of ``session``'s slots (BusyError if all are taken); give it back with :meth:`release`.
 
-        The event it yields is set once :meth:`leave` is called for the session (its page has closed), so
+        The event returned is set once :meth:`leave` is called for the session (its page has closed), so
         work that watches it can stop even while its own connection lingers.
         """
         left = threading.Event()
@@ -203,15 +202,25 @@ class SessionSlots:
                     "to finish or cancel it first"
                 )
             held.append(left)
+        return left
+
+    def release(self, session: str, left: threading.Event) -> None:
+        """Give back the slot :meth:`hold` returned ``left`` for."""
+        with self._lock:
+            held = self._running.get(session, [])
+            if left in held:
+                held.remove(left)
+            if not held:
+                self._running.pop(session, None)
+
+    @contextlib.contextmanager
+    def slot(self, session: str, what: str = "request") -> Iterator[threading.Event]:
+        """:meth:`hold` a slot for the ``with`` block and :meth:`release` it after."""
+        left = self.hold(session, what)
         try:
             yield left
         finally:
-            with self._lock:
-                held = self._running.get(session, [])
-                if left in held:
-                    held.remove(left)
-                if not held:
-                    self._running.pop(session, None)
+            self.release(session, left)
 
     def leave(self, session: str) -> None:
         """``session`` has ended: tell each of its running requests to stop."""

@@ -76,6 +76,11 @@ def user_error(message: str) -> gr.Error:
     return gr.Error(message, title="Cannot show this", print_exception=False)
 
 
+def refusal(err: BaseException, more: str = "") -> gr.Error:
+    """A core refusal written as a phrase ("a training run is already going") as the sentence a person reads."""
+    return user_error(str(err).capitalize() + "." + (f" {more}" if more else ""))
+
+
 def _raised_by_our_code(err: BaseException) -> bool:
     """True if ``err`` comes from a ``raise`` statement in ddpm_core or ddpm_ui.
 
@@ -217,9 +222,7 @@ def parse_int(value: Any, what: str, lo: int, hi: int, *, default: int | None = 
     number = _as_number(value)
     if number is None:
         raise InputError(f"{what} must be a number: a whole number {_range_text(lo, hi, note)}.")
-    if isinstance(number, float) and not number.is_integer():
-        raise InputError(f"{what} must be a whole number {_range_text(lo, hi, note)}.")
-    if not lo <= number <= hi:
+    if (isinstance(number, float) and not number.is_integer()) or not lo <= number <= hi:
         raise InputError(f"{what} must be a whole number {_range_text(lo, hi, note)}.")
     return int(number)
 

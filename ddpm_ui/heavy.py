@@ -19,7 +19,7 @@ import gradio as gr
 from ddpm_core.background import BackgroundWork, Progress, Report
 from ddpm_core.sessions import BusyError
 from ddpm_ui import state
-from ddpm_ui.common import LOG, user_error
+from ddpm_ui.common import LOG, refusal, user_error
 
 R = TypeVar("R")
 
@@ -46,15 +46,15 @@ def _unchanged(outputs: int) -> Any:
 @contextlib.contextmanager
 def page_slot(request: Any) -> Iterator[threading.Event]:
     """Hold this page's heavy-request slot (an event set when the page closes); a refusal if it has one running."""
+    session = state.seen(request)
     try:
-        slot = state.HEAVY.slot(state.seen(request), "request")
-        left = slot.__enter__()
+        left = state.HEAVY.hold(session)
     except BusyError as err:
-        raise user_error(str(err).capitalize() + ".") from None
+        raise refusal(err) from None
     try:
         yield left
     finally:
-        slot.__exit__(None, None, None)
+        state.HEAVY.release(session, left)
 
 
 def watch(

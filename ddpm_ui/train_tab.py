@@ -33,6 +33,7 @@ from ddpm_ui.common import (
     parse_float,
     parse_int,
     parse_seed,
+    refusal,
     request_folder,
     seed_box,
     user_error,
@@ -251,11 +252,11 @@ def train_model(
     try:
         run_id = state.JOB.start(config, state.digit_data(), session, resume, limits=state.LIMITS)
     except TrainingBusyError as err:
-        raise user_error(str(err).capitalize() + ". " + state.JOB.busy_text()) from None
+        raise refusal(err, state.JOB.busy_text()) from None
     try:
         while True:
             status = state.JOB.status()
-            if status.run_id != run_id:  # cannot happen while this run lives; stop streaming someone else's
+            if status.run_id != run_id:  # ours ended and another page's began between two polls: not ours to show
                 break
             progress(status.fraction, desc=f"step {status.step}")
             yield _training_message(status), _loss_frame(status), _accuracy_frame(status), _preview_image(status)
@@ -277,7 +278,7 @@ def stop_training(request: gr.Request | None = None) -> str:
     try:
         stopping = state.JOB.stop(state.seen(request))
     except NotYourRunError as err:
-        raise user_error(str(err).capitalize() + ".") from None
+        raise refusal(err) from None
     return "Stopping after the current step…" if stopping else "No training run is going."
 
 
@@ -285,7 +286,7 @@ def _my_result(request: gr.Request | None) -> Path:
     try:
         return state.JOB.result(state.seen(request))
     except (TrainingBusyError, NotYourRunError, FileNotFoundError) as err:
-        raise user_error(str(err).capitalize() + ".") from None
+        raise refusal(err) from None
 
 
 @friendly_errors
