@@ -48,7 +48,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_core.files import complete_folder, write_file_atomically, write_folder_atomically
 from ddpm_core.schedule import SCHEDULE_NAMES, NoiseSchedule, ScheduleConfig
-from ddpm_core.unet import NUM_CLASSES, PREDICTIONS, WIDTH_PRESETS, ContextUNet, UNetConfig, count_parameters
+from ddpm_core.unet import (
+    NUM_CLASSES,
+    PREDICTIONS,
+    WIDTH_PRESETS,
+    ContextUNet,
+    UNetConfig,
+    count_parameters,
+    example_inputs,
+)
 
 FORMAT = "ddpm-playground/1"
 MODEL_FILE = "model.safetensors"
@@ -354,18 +362,6 @@ def _check_schedule(settings: object) -> ScheduleConfig:
     return ScheduleConfig(name=name, num_steps=steps)  # type: ignore[arg-type]
 
 
-def _test_inputs(unet: UNetConfig, batch: int, device: str | torch.device) -> tuple[torch.Tensor, ...]:
-    """Inputs of the right shapes for a pass: noise, t/T, labels through every class and "no class", and w."""
-    gen = torch.Generator().manual_seed(0)
-    shape = (batch, unet.image_channels, unet.image_size, unet.image_size)
-    x = torch.randn(*shape, generator=gen) if device == "cpu" else torch.empty(*shape, device=device)
-    t = torch.linspace(0, 1, batch).to(device)
-    labels = (torch.arange(batch) % (unet.num_classes + 1)).to(device)
-    if unet.guidance_input:
-        return x, t, labels, torch.linspace(0, 8, batch).to(device)  # the guidance weights the app offers
-    return x, t, labels
-
-
 def check_model_config(config: dict[str, Any]) -> ModelPlan:
     """Bound every model and schedule field of a parsed config.json, allocating nothing real; CheckpointError if not."""
     if not isinstance(config, dict):
@@ -399,7 +395,7 @@ def check_model_config(config: dict[str, Any]) -> ModelPlan:
         )
     try:
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            out = net.eval()(*_test_inputs(unet, 1, "meta"))
+            out = net.eval()(*example_inputs(unet, 1, "meta"))
     except (RuntimeError, ValueError, TypeError, AssertionError) as exc:
         raise CheckpointError(f"{CONFIG_FILE} describes a network this app cannot run") from exc
     if tuple(out.shape) != (1, unet.image_channels, unet.image_size, unet.image_size):
@@ -589,9 +585,9 @@ def run_smoke_test(model: ContextUNet, budget_s: float | None = None) -> float:
     network the shipped model's size timed just before, whichever is larger. Returns the seconds the pass took.
     """
     budget = SMOKE_BUDGET_S if budget_s is None else budget_s
-    inputs = _test_inputs(model.config, SMOKE_BATCH, "cpu")
+    inputs = example_inputs(model.config, SMOKE_BATCH)
     reference = _reference_network()
-    reference_inputs = _test_inputs(reference.config, SMOKE_BATCH, "cpu")
+    reference_inputs = example_inputs(reference.config, SMOKE_BATCH)
     _, reference_s = _timed_pass(reference, reference_inputs)
     out, elapsed = _timed_pass(model, inputs)
     allowed = max(budget, SMOKE_REFERENCE_FACTOR * reference_s)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ddpm_core import onnx_network
-from ddpm_core.unet import takes_guidance
+from ddpm_core.unet import example_inputs
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnx")
@@ -302,17 +302,8 @@ def _sync(device: torch.device) -> None:
 
 
 def _dummy_batch(model: nn.Module, batch: int) -> tuple[torch.Tensor, ...]:
-    """Inputs of the right shape for timing: noise, t/T = 0.5, labels cycling through the classes and ∅,
-    and w = 3 for a student that takes the guidance weight as an input."""
-    cfg = model.config  # type: ignore[attr-defined]
-    device = _device_of(model)
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, cfg.image_channels, cfg.image_size, cfg.image_size, generator=gen).to(device)
-    t = torch.full((batch,), 0.5, device=device)
-    labels = (torch.arange(batch) % (cfg.num_classes + 1)).to(device)
-    if takes_guidance(model):
-        return x, t, labels, torch.full((batch,), 3.0, device=device)
-    return x, t, labels
+    """Inputs of the right shape for timing ``model`` at ``batch`` images (:func:`ddpm_core.unet.example_inputs`)."""
+    return example_inputs(model.config, batch, _device_of(model))  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager

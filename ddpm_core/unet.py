@@ -270,6 +270,22 @@ def takes_guidance(model: nn.Module) -> bool:
     return bool(getattr(getattr(model, "config", None), "guidance_input", False))
 
 
+def example_inputs(config: UNetConfig, batch: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+    """Inputs of the right shapes for one pass: noise, t/T spread over [0, 1], labels cycling through every
+    class and "no class", and (for a student that takes the guidance weight) w spread over 0…8.
+
+    On the ``meta`` device (shapes only, for counting) the noise is an empty tensor.
+    """
+    gen = torch.Generator().manual_seed(0)
+    shape = (batch, config.image_channels, config.image_size, config.image_size)
+    x = torch.randn(*shape, generator=gen).to(device) if str(device) != "meta" else torch.empty(*shape, device=device)
+    t = torch.linspace(0, 1, batch).to(device)
+    labels = (torch.arange(batch) % (config.num_classes + 1)).to(device)
+    if config.guidance_input:
+        return x, t, labels, torch.linspace(0, 8, batch).to(device)
+    return x, t, labels
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
