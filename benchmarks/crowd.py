@@ -53,20 +53,19 @@ import os
 import platform
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
-from benchmarks.bench import REPO_ROOT, rounded, wait_for_page
-from ddpm_core.localhost import free_port, http_ok, isolated_app_env, stop_process
+from benchmarks.bench import REPO_ROOT, rounded
+from ddpm_core.localhost import http_ok, running_app
 from ddpm_core.runtime import cpu_capability
 
 ROLES: dict[str, int] = {"slider": 3, "sample": 2, "live": 1, "train": 1, "sweep": 1}  # eight people
@@ -101,43 +100,6 @@ GENERIC_APP_ERROR = "has raised an exception but has not enabled verbose error r
 # ----------------------------------------------------------------------------------------------
 # The server: launch, and what /proc says about it
 # ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Server:
-    url: str
-    process: subprocess.Popen
-    home: Path
-    log: Path
-
-    def log_text(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")
-        except OSError:
-            return ""
-
-
-@contextlib.contextmanager
-def running_server(home: Path, timeout_s: float = 180.0, torch_threads: int | None = None) -> Iterator[Server]:
-    """``python app.py --host 127.0.0.1 --port N`` with its state under ``home`` (as tests/e2e/appserver does)."""
-    port = free_port()
-    env = isolated_app_env(home)
-    command = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
-    if torch_threads is not None:
-        command += ["--torch-threads", str(torch_threads)]
-    log = home / "app.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    server = Server(f"http://127.0.0.1:{port}/", process, home, log)
-    try:
-        if not wait_for_page(process, server.url, timeout_s):
-            state = "no answer" if process.poll() is None else f"exit code {process.returncode}"
-            raise RuntimeError(f"python app.py did not start ({state}); its log ends:\n{server.log_text()[-3000:]}")
-        yield server
-    finally:
-        stop_process(process)
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -801,7 +763,8 @@ def run_crowd(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ddpm-crowd-")))
         launched = time.perf_counter()
-        server = stack.enter_context(running_server(workdir / "app", torch_threads=torch_threads))
+        extra_args = ["--torch-threads", str(torch_threads)] if torch_threads is not None else []
+        server = stack.enter_context(running_app(workdir / "app", extra_args=extra_args))
         startup_s = time.perf_counter() - launched
         pid = server.process.pid
         crowd = Crowd(

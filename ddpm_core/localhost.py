@@ -1,14 +1,23 @@
-"""Starting, probing and stopping a local server: what the tests and the benchmark need to run the app."""
+"""Starting, probing and stopping a local ``python app.py``: what the tests and the benchmarks need to run it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from ddpm_core.paths import app_script
+
+START_TIMEOUT_S = 180.0  # importing torch and gradio on a busy 2-core machine can take a while
 
 
 def isolated_app_env(home: Path) -> dict[str, str]:
@@ -55,3 +64,70 @@ def stop_process(process: subprocess.Popen, timeout_s: float = 15.0) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout_s)
+
+
+@dataclass
+class AppProcess:
+    """A running ``python app.py``: its base URL (ending in /), the process, its log file and its home folder."""
+
+    url: str
+    process: subprocess.Popen
+    log: Path
+    home: Path
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_text()[-chars:]
+
+    def answers(self, timeout: float = 30.0) -> bool:
+        """True if the process is up and its page answers with HTTP 200."""
+        return self.alive() and http_ok(self.url, timeout=timeout)
+
+
+def _wait_until_up(app: AppProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not app.alive():
+            raise RuntimeError(f"python app.py exited with code {app.process.returncode}:\n{app.log_tail()}")
+        if http_ok(app.url, timeout=5):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"python app.py did not answer on {app.url} within {timeout:.0f} s:\n{app.log_tail()}")
+
+
+@contextlib.contextmanager
+def running_app(
+    home: Path, *, extra_env: dict[str, str] | None = None, extra_args: Sequence[str] = (),
+    timeout_s: float = START_TIMEOUT_S,
+) -> Iterator[AppProcess]:  # fmt: skip
+    """Start ``python app.py --host 127.0.0.1 --port N`` (plus ``extra_args``) with its state under ``home``
+    (:func:`isolated_app_env`) and its output in ``home/app.log``; stop it afterwards."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {**isolated_app_env(home), **(extra_env or {})}
+    app_py = app_script()
+    log = home / "app.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(app_py), "--host", "127.0.0.1", "--port", str(port), *extra_args],
+            cwd=app_py.parent,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    app = AppProcess(url=f"http://127.0.0.1:{port}/", process=process, log=log, home=home)
+    try:
+        _wait_until_up(app, timeout_s)
+        yield app
+    finally:
+        stop_process(process)

@@ -33,6 +33,11 @@ def _shipped(env: str, name: str) -> Path:
     return beside_package if beside_package.is_dir() else Path.cwd() / name
 
 
+def app_script() -> Path:
+    """The checkout's ``app.py`` (beside ``ddpm_core``): what the tests and the benchmarks launch."""
+    return _CHECKOUT / "app.py"
+
+
 def assets_dir() -> Path:
     """The shipped assets folder (``$DDPM_PLAYGROUND_ASSETS`` or ``assets/``)."""
     return _shipped(ASSETS_ENV, "assets")
