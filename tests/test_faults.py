@@ -585,30 +585,6 @@ def test_a_crash_in_the_save_after_a_crash_keeps_a_checkpoint(tmp_path: Path, mo
 # ---------------------------------------------------------------------------------------------
 
 
-def front_matter() -> dict[str, str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.match(r"---\n(.*?)\n---\n", text, re.S)
-    assert match, "README.md has no front matter"
-    return dict(line.split(": ", 1) for line in match.group(1).splitlines() if ": " in line)
-
-
-def test_readme_front_matter_for_a_space() -> None:
-    import gradio
-
-    meta = front_matter()
-    assert meta.get("sdk") == "gradio"
-    assert (ROOT / meta["app_file"].strip("\"'")).is_file()
-    # Versions must be quoted, or YAML reads python_version 3.10 as the number 3.1.
-    sdk_version = re.fullmatch(r'"(\d+\.\d+\.\d+)"', meta.get("sdk_version", ""))
-    python_version = re.fullmatch(r'"(3\.\d+)"', meta.get("python_version", ""))
-    assert sdk_version, f"sdk_version must be a quoted x.y.z version, got {meta.get('sdk_version')!r}"
-    assert python_version, f"python_version must be quoted, got {meta.get('python_version')!r}"
-    # The Space runs the version we test with.
-    assert sdk_version.group(1).split(".")[0] == gradio.__version__.split(".")[0]
-    requirement = next(r for r in (ROOT / "requirements.txt").read_text().splitlines() if r.startswith("gradio"))
-    assert ">=" in requirement and "<" in requirement, f"gradio should be pinned to a range: {requirement}"
-
-
 def test_help_lists_share_host_and_port() -> None:
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     result = subprocess.run(
