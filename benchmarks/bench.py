@@ -62,6 +62,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ddpm_core import onnx_network
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import DigitClassifier, classify, load_classifier
+from ddpm_core.cli import make_parser
 from ddpm_core.data import load_bundled
 from ddpm_core.localhost import free_port, http_ok, stop_process
 from ddpm_core.paths import classifier_dir, shipped_model_dir
@@ -847,14 +848,12 @@ def bench_rss(bench: Bench) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench", description="CPU benchmarks of the DDPM Playground, as JSON lines."
-    )
+    p = make_parser("python -m benchmarks.bench", __doc__, paragraphs=3)
     p.add_argument("--checkpoint", default=str(shipped_model_dir()), help="digit model folder")
     p.add_argument(
         "--classifier", default=str(classifier_dir()), help="classifier folder (accuracy is skipped if missing)"
     )
-    p.add_argument("--repeats", type=int, default=5, help="runs per timing; medians are reported (default 5)")
+    p.add_argument("--repeats", type=int, default=5, help="runs per timing; medians are reported")
     p.add_argument("--quick", action="store_true", help="3 repeats, shorter loops, no time-to-95%% training")
     p.add_argument("--train95", action="store_true", help="also run train95: train from scratch until 95%% accuracy")
     p.add_argument("--compile", action="store_true", help="also time torch.compile in the unet group (slow to build)")

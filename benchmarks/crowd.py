@@ -65,6 +65,7 @@ from typing import IO, Any
 import numpy as np
 
 from benchmarks.bench import REPO_ROOT, rounded
+from ddpm_core.cli import make_parser
 from ddpm_core.localhost import http_ok, running_app
 from ddpm_core.runtime import cpu_capability
 
@@ -946,16 +947,13 @@ def default_out() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.crowd",
-        description="Eight people using python app.py at once: latency per endpoint, peak RSS, CPU after the end.",
-    )
-    p.add_argument("--seconds", type=float, default=60.0, help="how long the people keep going (default 60)")
+    p = make_parser("python -m benchmarks.crowd", __doc__, paragraphs=3)
+    p.add_argument("--seconds", type=float, default=60.0, help="how long the people keep going")
     p.add_argument(
         "--only", default=None, help=f"comma-separated subset of the people: {', '.join(ROLES)} (default: all)"
     )
-    p.add_argument("--train-minutes", type=float, default=1.0, help="the training run's time budget (default 1)")
-    p.add_argument("--train-steps", type=int, default=200, help="the training run's step budget (default 200)")
+    p.add_argument("--train-minutes", type=float, default=1.0, help="the training run's time budget, in minutes")
+    p.add_argument("--train-steps", type=int, default=200, help="the training run's step budget")
     p.add_argument("--abandon-after", type=float, default=3.0, help="seconds a sweep runs before it is abandoned")
     p.add_argument("--sweep-every", type=float, default=20.0, help="seconds of slider calls between two sweeps")
     p.add_argument("--quiet-seconds", type=float, default=5.0, help="the quiet window after the end (CPU)")

@@ -45,6 +45,7 @@ import torch
 from benchmarks.bench import Emitter, launch_app, ratio, time_runs, wait_for_page
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import load_classifier
+from ddpm_core.cli import make_parser
 from ddpm_core.data import load_digits
 from ddpm_core.distillation import student_settings
 from ddpm_core.evaluate import evaluate
@@ -210,7 +211,7 @@ def bench_crowd(emitter: Emitter, seconds: float, people: int = CROWD_PEOPLE) ->
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.live", description="Live-guidance benchmark (JSON lines)")
+    p = make_parser("python -m benchmarks.live", __doc__, paragraphs=3)
     p.add_argument("--student", default=str(student_model_dir()), help="distilled student folder")
     p.add_argument("--teacher", default=str(shipped_model_dir()), help="teacher folder")
     p.add_argument("--repeats", type=int, default=20, help="runs per timing; medians are reported")

@@ -34,6 +34,7 @@ import torch
 
 from ddpm_core.checkpoints import LoadedModel
 from ddpm_core.classifier import load_classifier
+from ddpm_core.cli import make_parser
 from ddpm_core.data import load_bundled
 from ddpm_core.evaluate import evaluate
 from ddpm_core.paths import classifier_dir
@@ -115,12 +116,12 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.recipes", description="Training-recipe ablation")
-    p.add_argument("--only", default=",".join(VARIANTS), help=f"comma-separated variants: {', '.join(VARIANTS)}")
-    p.add_argument("--minutes", type=float, default=3.0, help="training budget per variant (default 3)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="training precision (default auto)")
-    p.add_argument("--per-class", type=int, default=100, help="digits per class to measure (default 100)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    p = make_parser("python -m benchmarks.recipes", __doc__, paragraphs=3)
+    p.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants to run (see VARIANTS)")
+    p.add_argument("--minutes", type=float, default=3.0, help="training budget per variant, in minutes")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="training precision")
+    p.add_argument("--per-class", type=int, default=100, help="digits per class to measure")
+    p.add_argument("--seed", type=int, default=0, help="training seed")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     return p
 

@@ -4,7 +4,9 @@ Every location is read when it is asked for, so an environment variable set befo
 
 * ``DDPM_PLAYGROUND_ASSETS`` — the folder holding ``mnist_5k.npz`` and the example photo;
 * ``DDPM_PLAYGROUND_CHECKPOINTS`` — the folder holding ``digits-base/``, ``digits-live/`` and ``classifier/``;
-* ``DDPM_PLAYGROUND_HOME`` — where in-app training runs, uploads and generated files go.
+* ``DDPM_PLAYGROUND_HOME`` — where in-app training runs, uploads and generated files go;
+* ``HF_HUB_CACHE`` (else ``HF_HOME``/hub) — huggingface_hub's cache of downloaded models, shared with every
+  other program that uses it (huggingface_hub itself reads these once, when it is imported).
 
 Without them, assets and checkpoints are the folders of that name in the source checkout (beside
 ``ddpm_core``, which is where ``pip install -e .`` leaves them) or, failing that, in the current
@@ -20,6 +22,8 @@ from pathlib import Path
 ASSETS_ENV = "DDPM_PLAYGROUND_ASSETS"
 CHECKPOINTS_ENV = "DDPM_PLAYGROUND_CHECKPOINTS"
 HOME_ENV = "DDPM_PLAYGROUND_HOME"
+HUB_CACHE_ENVS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")  # the second is its old name
+HF_HOME_ENV = "HF_HOME"
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
@@ -73,3 +77,19 @@ def runs_dir() -> Path:
     root = Path(os.environ.get(HOME_ENV) or Path(tempfile.gettempdir()) / "ddpm-playground")
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def hub_cache_dir() -> Path:
+    """huggingface_hub's model cache as the environment names it now: ``$HF_HUB_CACHE``, ``$HF_HOME/hub``, its default.
+
+    huggingface_hub reads these variables once, at import; reading them per call lets a setting made later (a
+    test's, a launcher's) take effect, and the CLIs and the app then share the one cache.
+    """
+    for env in HUB_CACHE_ENVS:
+        if os.environ.get(env):
+            return Path(os.path.expandvars(os.environ[env])).expanduser()
+    if os.environ.get(HF_HOME_ENV):
+        return Path(os.path.expandvars(os.environ[HF_HOME_ENV])).expanduser() / "hub"
+    from huggingface_hub import constants  # its default (~/.cache/huggingface/hub, or XDG_CACHE_HOME's)
+
+    return Path(constants.HF_HUB_CACHE).expanduser()

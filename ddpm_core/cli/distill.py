@@ -16,34 +16,47 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
+from ddpm_core.cli import HUB_SPEC, make_parser
 from ddpm_core.data import load_digits
 from ddpm_core.distillation import TEACHER_SOLVERS, DistillConfig, distill
-from ddpm_core.runtime import PRECISIONS
+from ddpm_core.hub import resolve_checkpoint
+from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
 from ddpm_core.training import TrainProgress
 
 DEFAULTS = DistillConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.cli.distill", description=__doc__.split("\n")[1])
-    p.add_argument("--teacher", required=True, help="checkpoint folder of the guided teacher")
+    p = make_parser("python -m ddpm_core.cli.distill", __doc__)
+    p.add_argument("--teacher", required=True, help=f"the guided teacher: a checkpoint folder or a Hub id {HUB_SPEC}")
     p.add_argument("--out", required=True, help="checkpoint folder to write the student to (atomically, every minute)")
-    p.add_argument("--minutes", type=float, default=None, help="time budget (default 30 if no --steps)")
-    p.add_argument("--steps", type=int, default=None, help="step budget")
+    p.add_argument("--minutes", type=float, default=None, help="time budget (default: 30 if no --steps)")
+    p.add_argument("--steps", type=int, default=None, help="step budget (default: none, stop on --minutes)")
     p.add_argument("--student-steps", type=int, default=DEFAULTS.student_steps, help="network passes per sample")
     p.add_argument("--substeps", type=int, default=DEFAULTS.substeps, help="teacher steps per student step")
-    p.add_argument("--teacher-solver", choices=TEACHER_SOLVERS, default=DEFAULTS.teacher_solver)
+    p.add_argument(
+        "--teacher-solver", choices=TEACHER_SOLVERS, default=DEFAULTS.teacher_solver, help="how the teacher steps"
+    )
     p.add_argument("--w-max", type=float, default=DEFAULTS.w_max, help="w is drawn from [0, w_max]")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    p.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="images per training step")
     p.add_argument("--lr", type=float, default=DEFAULTS.lr, help="peak learning rate")
-    p.add_argument("--ema-decay", type=float, default=DEFAULTS.ema_decay)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    p.add_argument("--precision", choices=PRECISIONS, default=None, help="auto: time fp32 and bf16 here")
-    p.add_argument("--checkpoint-every", type=float, default=DEFAULTS.checkpoint_every_s, help="seconds")
-    p.add_argument("--data", choices=["bundled", "mnist"], default="bundled")
+    p.add_argument(
+        "--ema-decay", type=float, default=DEFAULTS.ema_decay, help="decay of the saved moving average of the weights"
+    )
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="random seed of initialisation, batches and noise")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help=f"auto: time fp32 and bf16 here, keep the faster (default: ${PRECISION_ENV} or auto)",
+    )
+    p.add_argument(
+        "--checkpoint-every", type=float, default=DEFAULTS.checkpoint_every_s, help="seconds between checkpoints"
+    )
+    p.add_argument("--data", choices=["bundled", "mnist"], default="bundled", help="training digits")
     p.add_argument("--data-root", default="data", help="folder with MNIST/raw IDX files (for --data mnist)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--name", default=None, help="model name stored in config.json")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument("--name", default=None, help="model name stored in config.json (default: the --out folder's name)")
     return p
 
 
@@ -59,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             **({"precision": args.precision} if args.precision else {}),
         )  # fmt: skip
         config.validate()
-        teacher = load_checkpoint(args.teacher)
+        teacher = load_checkpoint(resolve_checkpoint(args.teacher))
         data = load_digits(args.data, args.data_root)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

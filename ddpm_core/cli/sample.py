@@ -1,4 +1,4 @@
-"""Command line: sample digits from a checkpoint.
+r"""Command line: sample digits from a checkpoint.
 
     python -m ddpm_core.cli.sample --checkpoint checkpoints/digits-base --w 3 --sampler ddim --steps 25 \
         --per-class 4 --seed 0 --out samples.npz --grid grid.png --gif anim.gif
@@ -19,6 +19,8 @@ import torch
 from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
+from ddpm_core.cli import HUB_SPEC, make_parser
+from ddpm_core.hub import resolve_checkpoint
 from ddpm_core.image_io import to_uint8
 from ddpm_core.pictures import denoising_frames, image_grid, save_gif, save_png
 from ddpm_core.runtime import PRECISIONS, RUNTIMES
@@ -47,15 +49,15 @@ def parse_classes(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     d = SamplerSettings()
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.cli.sample", description="Sample digits from a checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p = make_parser("python -m ddpm_core.cli.sample", __doc__)
+    p.add_argument("--checkpoint", required=True, help=f"digit model: a checkpoint folder or a Hub id {HUB_SPEC}")
     p.add_argument("--w", type=float, default=d.w, help="guidance weight: 0 unconditional, 1 conditional, >1 stronger")
-    p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler)
+    p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="reverse process to run")
     p.add_argument("--steps", type=int, default=d.steps, help="steps for ddim/dpmpp (ddpm always uses all T)")
     p.add_argument("--eta", type=float, default=d.eta, help="DDIM η: 0 deterministic, 1 DDPM-like")
-    p.add_argument("--per-class", type=int, default=1)
-    p.add_argument("--classes", default="0-9", help="e.g. 0-9 or 1,3,7")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--per-class", type=int, default=1, help="images per class, 1…1000")
+    p.add_argument("--classes", default="0-9", help="classes to draw, as a range (0-9) or a list (1,3,7)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the starting noise and of every step's noise")
     p.add_argument("--spacing", choices=SPACINGS, default=d.spacing, help="which steps ddim/dpmpp visit")
     p.add_argument(
         "--guide-everywhere", action="store_true", help="guide at every step, not only where 1 < σ ≤ 2 (the default)"
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.per_class <= 1000:
             raise ValueError("--per-class must lie in 1…1000")
         classes = parse_classes(args.classes)
-        loaded = load_checkpoint(args.checkpoint)
+        loaded = load_checkpoint(resolve_checkpoint(args.checkpoint))
         loaded.model.to(pick_device(args.device))
         labels = torch.tensor(classes).repeat_interleave(args.per_class)
         settings = SamplerSettings(

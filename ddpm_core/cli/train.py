@@ -15,12 +15,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
+from ddpm_core.cli import HUB_SPEC, make_parser
 from ddpm_core.data import load_digits
-from ddpm_core.runtime import PRECISIONS
+from ddpm_core.hub import resolve_checkpoint
+from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
 from ddpm_core.schedule import SCHEDULE_NAMES, ScheduleConfig
 from ddpm_core.training import RECIPES, T_SAMPLINGS, WEIGHTINGS, TrainConfig, TrainProgress, train
 from ddpm_core.unet import PREDICTIONS, WIDTH_PRESETS
@@ -45,35 +48,54 @@ OVERRIDES = {
 }
 
 
+def recipe_default(field: str) -> str:
+    """The help's default for a flag the recipe fills in: each recipe's value, or TrainConfig's if none sets it."""
+    if not any(field in recipe for recipe in RECIPES.values()):
+        return f"default: {getattr(TrainConfig(), field)}"
+    values = {name: getattr(TrainConfig.from_recipe(name), field) for name in sorted(RECIPES)}
+    if len(set(values.values())) == 1:
+        return f"default: {next(iter(values.values()))} in every --recipe"
+    return "default: from --recipe, " + ", ".join(f"{name} {value}" for name, value in values.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ddpm_core.cli.train", description=__doc__.split("\n")[1])
+    p = make_parser("python -m ddpm_core.cli.train", __doc__)
+    d = TrainConfig()
+
+    def tuned(flag: str, text: str, **kwargs: Any) -> None:
+        """A setting the recipe supplies when the flag is not given (see OVERRIDES)."""
+        field = OVERRIDES[flag.removeprefix("--").replace("-", "_")]
+        p.add_argument(flag, help=f"{text} ({recipe_default(field)})", **kwargs)
+
     p.add_argument("--out", required=True, help="checkpoint folder to write (saved atomically, every minute)")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="fast", help="starting settings (default fast)")
-    p.add_argument("--minutes", type=float, default=None, help="time budget (default 10 if no --steps)")
-    p.add_argument("--steps", type=int, default=None, help="step budget")
-    p.add_argument("--preset", choices=sorted(WIDTH_PRESETS), help="model width")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--warmup", type=int, help="learning-rate warm-up steps")
-    p.add_argument("--drop-prob", type=float, help="context-drop probability")
-    p.add_argument("--loss", choices=["mse", "l1", "huber"])
-    p.add_argument("--prediction", choices=PREDICTIONS, help="what the network predicts: eps or v")
-    p.add_argument("--weighting", choices=WEIGHTINGS, help="per-step loss weights: uniform or min_snr")
-    p.add_argument("--min-snr-gamma", type=float, help="γ of the min-SNR weighting")
-    p.add_argument("--t-sampling", choices=T_SAMPLINGS, help="how training steps t are drawn")
-    p.add_argument("--augment-shift", type=int, help="random shift of each digit, in pixels (0 = none)")
-    p.add_argument("--ema-decay", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--schedule", choices=SCHEDULE_NAMES, default=TrainConfig().schedule.name)
-    p.add_argument("--T", type=int, default=TrainConfig().schedule.num_steps, help="number of diffusion steps")
-    p.add_argument("--precision", choices=PRECISIONS, help="auto: time fp32 and bf16 here, keep the faster")
-    p.add_argument("--checkpoint-every", type=float, help="seconds between checkpoints (default 60)")
-    p.add_argument("--data", choices=["bundled", "mnist"], default="bundled")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="fast", help="the starting settings")
+    p.add_argument("--minutes", type=float, default=None, help="time budget (default: 10 if no --steps)")
+    p.add_argument("--steps", type=int, default=None, help="step budget (default: none, stop on --minutes)")
+    tuned("--preset", "model width", choices=sorted(WIDTH_PRESETS))
+    tuned("--batch-size", "images per training step", type=int)
+    tuned("--lr", "peak learning rate", type=float)
+    tuned("--warmup", "learning-rate warm-up steps", type=int)
+    tuned("--drop-prob", "context-drop probability (trains the unconditional model for guidance)", type=float)
+    tuned("--loss", "loss on the network's prediction", choices=["mse", "l1", "huber"])
+    tuned("--prediction", "what the network predicts: eps or v", choices=PREDICTIONS)
+    tuned("--weighting", "per-step loss weights: uniform or min_snr", choices=WEIGHTINGS)
+    tuned("--min-snr-gamma", "γ of the min-SNR weighting", type=float)
+    tuned("--t-sampling", "how training steps t are drawn", choices=T_SAMPLINGS)
+    tuned("--augment-shift", "random shift of each digit, in pixels (0 = none)", type=int)
+    tuned("--ema-decay", "decay of the exponential moving average of the weights that is saved", type=float)
+    tuned("--seed", "random seed of initialisation, batches and noise", type=int)
+    p.add_argument("--schedule", choices=SCHEDULE_NAMES, default=d.schedule.name, help="noise schedule β_t")
+    p.add_argument("--T", type=int, default=d.schedule.num_steps, help="number of diffusion steps")
+    tuned("--precision", f"auto: time fp32 and bf16 here, keep the faster; set by ${PRECISION_ENV}", choices=PRECISIONS)
+    tuned("--checkpoint-every", "seconds between checkpoints", type=float)
+    p.add_argument("--data", choices=["bundled", "mnist"], default="bundled", help="training digits")
     p.add_argument("--data-root", default="data", help="folder with MNIST/raw IDX files (for --data mnist)")
     p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs a network)")
-    p.add_argument("--resume", default=None, help="checkpoint folder to continue from")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
-    p.add_argument("--name", default=None, help="model name stored in config.json")
+    p.add_argument(
+        "--resume", default=None, help=f"checkpoint to continue from: a folder or a Hub id {HUB_SPEC} (default: none)"
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
+    p.add_argument("--name", default=None, help="model name stored in config.json (default: the --out folder's name)")
     return p
 
 
@@ -86,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         config = TrainConfig.from_recipe(args.recipe, **given)
         config.validate()
         data = load_digits(args.data, args.data_root, args.download)
-        resume = load_checkpoint(args.resume, with_training_state=True) if args.resume else None
+        resume = load_checkpoint(resolve_checkpoint(args.resume), with_training_state=True) if args.resume else None
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

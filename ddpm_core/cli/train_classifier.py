@@ -13,6 +13,7 @@ import sys
 import time
 
 from ddpm_core.classifier import save_classifier, train_classifier
+from ddpm_core.cli import make_parser
 from ddpm_core.data import load_digits
 from ddpm_core.paths import classifier_dir
 
@@ -20,10 +21,10 @@ PROG = "python -m ddpm_core.cli.train_classifier"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Train the digit classifier")
-    p.add_argument("--out", default=str(classifier_dir()), help="classifier folder to write")
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p = make_parser(PROG, __doc__)
+    p.add_argument("--out", default=str(classifier_dir()), help="classifier folder to write (replaced atomically)")
+    p.add_argument("--steps", type=int, default=2000, help="training steps")
+    p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
     return p
 
 
