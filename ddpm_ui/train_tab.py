@@ -19,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 from ddpm_core import pictures
-from ddpm_core.checkpoints import CheckpointError, load_checkpoint, load_uploaded, zip_checkpoint
+from ddpm_core.checkpoints import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    CheckpointError,
+    load_checkpoint,
+    load_uploaded,
+    zip_checkpoint,
+)
+from ddpm_core.hub import HubOfflineError, HubSettings, HubUnreachableError, download_checkpoint, parse_repo
 from ddpm_core.sampling import SamplerSettings
 from ddpm_core.sessions import BusyError
 from ddpm_core.training import RECIPES, TrainConfig
@@ -43,6 +51,7 @@ DEFAULT_MINUTES = 3.0  # the fast recipe reaches ≥ 90% guided accuracy in this
 TRAIN_POLL_S = 1.0
 BOARD_EVERY_S = 5.0  # how often every page refreshes the trainer's status line
 FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training this page's model"
+MAX_REPO_CHARS = 300  # owner/name (96) and a revision (200) with room to spare; longer is not a repo id
 
 INTRO = r"""
 ### A class-conditional model for digits
@@ -137,6 +146,42 @@ def load_model(files: Any, request: gr.Request | None = None) -> str:
     except (CheckpointError, BusyError) as err:
         raise user_error(f"That checkpoint was not loaded: {err}. This page's model is unchanged.") from None
     return "Loaded for this page. " + model_info(request)
+
+
+@friendly_errors
+def load_from_hub(repo: Any, request: gr.Request | None = None) -> str:
+    """Fetch a checkpoint from the Hugging Face Hub (``owner/name`` or ``owner/name@revision``) as this page's model.
+
+    Only a repo id is taken, never a path on the server. It is fetched (or, with HF_HUB_OFFLINE=1, found in the
+    server's Hub cache) without any token the server holds, so only public repos load; then it gets exactly the
+    checks an upload gets and is copied into this page's own folder. On any error the page keeps its model.
+    """
+    session = state.seen(request)
+    text = repo.strip() if isinstance(repo, str) else ""
+    if not text:
+        raise user_error("Type the Hub repo to load, like owner/name or owner/name@revision.")
+    try:
+        if len(text) > MAX_REPO_CHARS:
+            raise CheckpointError(f"that is {len(text):,} characters; a Hub repo id owner/name[@revision] is shorter")
+        spec = parse_repo(text)
+        snapshot = download_checkpoint(spec, HubSettings.from_environment(token=False))
+        loaded = load_uploaded(
+            [snapshot / CONFIG_FILE, snapshot / MODEL_FILE], request_folder("uploads", keep=state.folders_in_use())
+        )
+        state.MODELS.use(session, loaded)
+    except HubOfflineError:
+        raise user_error(
+            f"This server works offline (HF_HUB_OFFLINE=1): it can load only Hub models it already keeps, and {spec} "
+            "is not one of them. This page's model is unchanged."
+        ) from None
+    except HubUnreachableError:
+        raise user_error(
+            f"The Hugging Face Hub cannot be reached from this server right now, and it does not keep {spec}; "
+            "please try again later. This page's model is unchanged."
+        ) from None
+    except (CheckpointError, BusyError) as err:
+        raise user_error(f"The model from the Hub was not loaded: {err}. This page's model is unchanged.") from None
+    return f"Loaded `{spec}` from the Hugging Face Hub for this page. " + model_info(request)
 
 
 @friendly_errors
@@ -348,6 +393,12 @@ def build_tab(demo: gr.Blocks) -> None:
                 label="model.safetensors + config.json, or one .zip of the folder", elem_id="ckpt-upload",
             )  # fmt: skip
             load_button = gr.Button("Load for this page", elem_id="ckpt-load")
+            with gr.Row(equal_height=True):
+                hub_repo = gr.Textbox(
+                    label="or load from the Hugging Face Hub", placeholder="owner/name or owner/name@revision",
+                    max_length=MAX_REPO_CHARS, scale=3, elem_id="hub-repo",
+                )  # fmt: skip
+                hub_button = gr.Button("Load from the Hub", scale=1, elem_id="hub-load")
             with gr.Row():
                 download_button = gr.Button("Download this page's model (.zip)")
                 shipped_button = gr.Button("Back to the shipped model", elem_id="ckpt-shipped")
@@ -396,6 +447,8 @@ def build_tab(demo: gr.Blocks) -> None:
                                  show_progress="hidden")  # fmt: skip
     demo.unload(end_session)
     load_button.click(load_model, upload, info, api_name="load_model", concurrency_limit=1)
+    gr.on([hub_button.click, hub_repo.submit], load_from_hub, hub_repo, info, api_name="load_from_hub",
+          concurrency_limit=1)  # fmt: skip
     shipped_button.click(use_shipped_model, None, info, api_name="use_shipped_model")
     download_button.click(download_model, None, download_file, api_name="download_model")
     run = start.click(lambda: gr.update(interactive=False), None, start, queue=False, api_visibility="private")
