@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 
 from ddpm_core.runtime import default_precision, default_runtime
-from ddpm_ui import api_errors, forward_tab, image_cache, oracle_tab, sample_tab, train_tab
+from ddpm_ui import api_errors, forward_tab, image_cache, links, oracle_tab, sample_tab, train_tab
 from ddpm_ui.common import MAX_FILE_SIZE
 from ddpm_ui.state import warm_up
 
@@ -50,20 +50,34 @@ limit_malloc_arenas()  # before the server's worker threads start
 
 
 def build_demo() -> gr.Blocks:
-    """The whole app: one gr.Tabs, each tab built and wired by its own module."""
+    """The whole app: one gr.Tabs, each tab built and wired by its own module; deep links set the tabs' controls."""
     image_cache.install()  # identical pictures for two users at once must not race in Gradio's cache
     api_errors.install()  # errors Gradio raises before a handler runs reach the client as plain sentences
     with gr.Blocks(title="DDPM Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
-        with gr.Tabs():
-            with gr.Tab("Forward noise", id="forward"):
-                forward_inputs = forward_tab.build_tab(demo)
+        link = gr.State(None)  # the values a deep link set (ddpm_ui.links); the tabs redraw when it changes
+        with gr.Row():
+            with gr.Column(scale=4):
+                gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
+            link_bar = links.build_bar()
+        link_note = links.build_note()
+        with gr.Tabs() as tabs:
+            with gr.Tab("Forward noise", id="forward") as forward:
+                forward_inputs = forward_tab.build_tab(demo, link=link)
             with gr.Tab("Oracle reconstruction", id="oracle") as oracle:
-                oracle_tab.build_tab(oracle, forward_inputs)
-            with gr.Tab("Train or load", id="train"):
-                train_tab.build_tab(demo)
-            with gr.Tab("Sample", id="sample"):
-                sample_tab.build_tab(demo)
+                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link)
+            with gr.Tab("Train or load", id="train") as train:
+                train_tab.build_tab(demo)  # nothing there for a link to set
+            with gr.Tab("Sample", id="sample") as sample:
+                sample_inputs = sample_tab.build_tab(demo, link=link)
+        links.wire(
+            demo,
+            tabs,
+            {"forward": forward, "oracle": oracle, "train": train, "sample": sample},
+            {"forward": forward_inputs, "oracle": oracle_inputs, "train": {}, "sample": sample_inputs},
+            link,
+            link_bar,
+            link_note,
+        )
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 
@@ -82,7 +96,9 @@ demo = build_demo()
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="DDPM Playground")
+    from ddpm_core.cli import make_parser  # the command lines' shared parser: defaults shown on every flag
+
+    parser = make_parser("python app.py", "DDPM Playground: a Gradio app that teaches denoising diffusion.")
     parser.add_argument(
         "--host",
         default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),

@@ -352,24 +352,29 @@ def captioned_grid(
     pad: int = 6,
     font_size: int = 12,
 ) -> np.ndarray:
-    """Grey uint8 images [N, H, W] in rows of ``ncol``, each with a coloured caption underneath; RGB [H', W', 3]."""
+    """Grey uint8 images [N, H, W] in rows of ``ncol``, each with a coloured caption underneath; RGB [H', W', 3].
+
+    Cells are as wide as the widest caption. The font is DejaVu Sans (see :func:`_font`), which has the check
+    and cross marks ✓ ✗ (U+2713, U+2717) that a caption can carry so that its meaning is not in the colour alone.
+    """
     images = np.asarray(images)
     if images.ndim != 3 or len(images) == 0 or len(captions) != len(images) or len(colors) != len(images):
         raise ValueError("need N images [N, H, W] with N captions and N colours")
     n, h, w = images.shape
     font = _font(font_size)
-    cell_w = max(w * scale, 8 * font_size // 2 + 8)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_widths = [measure.textlength(caption, font=font) for caption in captions]
+    cell_w = max(w * scale, math.ceil(max(text_widths)) + 4)
     cell_h = h * scale + font_size + 6
     cols = min(ncol, n)
     rows = math.ceil(n / cols)
     canvas = Image.new("RGB", (cols * (cell_w + pad) + pad, rows * (cell_h + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    for i, (image, caption, color) in enumerate(zip(images, captions, colors, strict=True)):
+    for i, (image, caption, color, text_w) in enumerate(zip(images, captions, colors, text_widths, strict=True)):
         r, c = divmod(i, cols)
         left, top = pad + c * (cell_w + pad), pad + r * (cell_h + pad)
         tile = Image.fromarray(upscale(image, scale)).convert("RGB")
         canvas.paste(tile, (left + (cell_w - w * scale) // 2, top))
-        text_w = draw.textlength(caption, font=font)
         draw.text((left + (cell_w - text_w) / 2, top + h * scale + 2), caption, font=font, fill=color)
     return np.asarray(canvas).copy()
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
+import numpy as np
 from gradio.utils import get_upload_folder
 
 from ddpm_core.checkpoints import CheckpointError
@@ -37,6 +38,13 @@ LOG = logging.getLogger("ddpm_playground")
 # ----------------------------------------------------------------------------------------------
 
 DEFAULT_IMAGE = assets_dir() / "grace_hopper.jpg"
+# The image tabs' example photos (public domain or CC0; sources and licences in assets/README.md), by label.
+EXAMPLE_IMAGES = {
+    "Grace Hopper": DEFAULT_IMAGE,
+    "astronaut": assets_dir() / "astronaut.jpg",
+    "cat": assets_dir() / "chelsea.jpg",
+    "coffee": assets_dir() / "coffee.jpg",
+}
 IMAGE_SIDE = 256  # uploads are shrunk so their longest side is at most this
 T_CHOICES = (1000, 150)  # the number of diffusion steps T offered in the image tabs
 DEFAULT_T = 1000
@@ -403,9 +411,48 @@ def fmt(value: float) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def output_image(label: str, fmt: str = "jpeg") -> gr.Image:
-    """A read-only picture with download and full-screen buttons."""
-    return gr.Image(label=label, format=fmt, interactive=False, buttons=["download", "fullscreen"])
+def output_image(label: str, fmt: str = "jpeg", alt_text: str | None = None) -> gr.Image:
+    """A read-only picture with download and full-screen buttons.
+
+    ``alt_text`` is what a screen reader says in its place; a view that changes with the inputs sets it with
+    each picture instead (:class:`Picture`, :func:`with_alt_text`).
+    """
+    return gr.Image(label=label, format=fmt, interactive=False, buttons=["download", "fullscreen"], alt_text=alt_text)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A view's picture and its alt text: what it shows, in words and with the numbers, for screen readers."""
+
+    pixels: np.ndarray
+    alt_text: str
+
+
+def plain(outputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A view's outputs as the API returns them: each :class:`Picture` as its pixels, the rest unchanged."""
+    return tuple(out.pixels if isinstance(out, Picture) else out for out in outputs)
+
+
+def with_alt_text(outputs: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A view's outputs for the page: each :class:`Picture` as an image update that also sets its alt text."""
+    return tuple(
+        gr.update(value=out.pixels, alt_text=out.alt_text) if isinstance(out, Picture) else out for out in outputs
+    )
+
+
+def image_examples(image: gr.Image, elem_id: str | None = None) -> gr.Examples:
+    """The example photos under an image input: a click puts one in the input, whose change draws the views.
+
+    Shown as buttons named in words (a thumbnail button would have no name a screen reader could say).
+    """
+    return gr.Examples(
+        [[str(path)] for path in EXAMPLE_IMAGES.values()],
+        inputs=image,
+        label="Example photos (public domain or CC0)",
+        example_labels=list(EXAMPLE_IMAGES),
+        elem_id=elem_id,
+        api_visibility="private",
+    )
 
 
 def seed_box(elem_id: str | None = None) -> gr.Number:

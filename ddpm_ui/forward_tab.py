@@ -15,16 +15,20 @@ from ddpm_ui.common import (
     DEFAULT_T,
     LATEX,
     NOISE_DISPLAY_SCALE,
+    Picture,
     cached_schedule,
     fmt,
     friendly_errors,
     image_controls,
+    image_examples,
     image_notes,
     next_seed,
     output_image,
     parse_image_view,
+    plain,
     retarget_step,
     sub,
+    with_alt_text,
 )
 
 NUM_SAMPLES = 3  # draws of x_t shown side by side
@@ -38,9 +42,9 @@ Steps compose, so any $x_t$ can be drawn from $x_0$ in one jump, with $\bar\alph
 
 $$x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon,\qquad \epsilon \sim \mathcal N(0, I).$$
 
-The mean $\mu_t = \sqrt{\bar\alpha_t}\,x_0$ fades to black (0) while the noise grows. With a fixed seed
-each sample keeps its own $\epsilon$ as you move $t$. Steps run $0 \dots T-1$ here; step $t$ is step
-$t+1$ in the DDPM paper, and "$x_{t-1}$" at $t = 0$ is $x_0$ itself.
+The mean $\mu_t = \sqrt{\bar\alpha_t}\,x_0$ fades to 0 (plain grey, the middle of $[-1, 1]$) while the
+noise grows. With a fixed seed each sample keeps its own $\epsilon$ as you move $t$. Steps run $0 \dots T-1$
+here; step $t$ is step $t+1$ in the DDPM paper, and "$x_{t-1}$" at $t = 0$ is $x_0$ itself.
 """
 
 
@@ -71,11 +75,8 @@ def _numbers(view: oracle.ForwardView, step: int, T: int, seed: int) -> str:
     )
 
 
-@friendly_errors
-def forward_view(
-    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """(μ_t, strip of x_t samples, ε, single-step strip, ᾱ/log-SNR plot, Markdown with the numbers)."""
+def _forward(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> tuple[Any, ...]:
+    """The forward views as :class:`Picture`s with their alt text, and the Markdown with the numbers."""
     inputs = parse_image_view(image, t, schedule_name, T, seed)
     loaded, schedule, step, seed = inputs.image, inputs.schedule, inputs.step, inputs.seed
     view = oracle.explore_forward(loaded.tensor, schedule, step, seed, num_samples=NUM_SAMPLES)
@@ -89,28 +90,71 @@ def forward_view(
         [to_uint8(view.x_prev), to_uint8(view.step_noise / NOISE_DISPLAY_SCALE), to_uint8(view.x_step)],
         [prev_label, "ε′ (fresh noise, shown ÷3)", f"x{sub(step)} = √αₜ xₜ₋₁ + √βₜ ε′"],
     )
+    alpha_bar, log_snr = float(schedule.alphas_cumprod[step]), float(schedule.log_snr[step])
     plot = _schedule_canvas(schedule.name, schedule.num_steps).with_marker(
-        step,
-        [[float(schedule.alphas_cumprod[step])], [float(schedule.log_snr[step])]],
-        label=f"t = {step}",
+        step, [[alpha_bar], [log_snr]], label=f"t = {step}"
     )
     info = _numbers(view, step, schedule.num_steps, seed) + image_notes(loaded)
+    at = f"t = {step} of {schedule.num_steps}, {schedule.name} schedule"
+    keep, spread = fmt(math.sqrt(alpha_bar)), fmt(math.sqrt(1 - alpha_bar))
+    previous = "x_0 itself (at t = 0)" if step == 0 else f"x_{step - 1} drawn from x_0"
     return (
-        to_uint8(view.mean),
-        samples_strip,
-        to_uint8(view.noise / NOISE_DISPLAY_SCALE),
-        step_strip,
-        plot,
+        Picture(
+            to_uint8(view.mean),
+            f"The mean mu_t = sqrt(alpha-bar_t) x_0 at {at}: the photo with its contrast scaled by {keep}, "
+            "fading to plain grey as t grows.",
+        ),
+        Picture(
+            samples_strip,
+            f"x_t at {at}: {NUM_SAMPLES} noise draws side by side (seed {seed}), each {keep} times the photo "
+            f"plus noise of standard deviation {spread}.",
+        ),
+        Picture(
+            to_uint8(view.noise / NOISE_DISPLAY_SCALE),
+            f"The noise epsilon of draw 1 (seed {seed}), shown divided by 3: grey static the size of the photo.",
+        ),
+        Picture(
+            step_strip,
+            f"One step of q(x_t | x_t-1) at {at}: {previous}, the fresh noise epsilon-prime (shown divided by 3), "
+            f"and x_t = sqrt(alpha_t) x_t-1 + sqrt(beta_t) epsilon-prime with beta_t = {fmt(view.beta)}.",
+        ),
+        Picture(
+            plot,
+            f"Two plots against t for the {schedule.name} schedule, T = {schedule.num_steps}: alpha-bar_t, "
+            f"falling from 1 towards 0, and log-SNR; the marker at t = {step} is at alpha-bar_t = {fmt(alpha_bar)}, "
+            f"log-SNR = {log_snr:.2f}.",
+        ),
         info,
     )
 
 
-def build_tab(demo: gr.Blocks) -> dict[str, gr.components.Component]:
-    """Lay out tab 1 and wire its events; returns its inputs by name (the oracle tab follows them)."""
+@friendly_errors
+def forward_view(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
+    """(μ_t, strip of x_t samples, ε, single-step strip, ᾱ/log-SNR plot, Markdown with the numbers)."""
+    return plain(_forward(image, t, schedule_name, T, seed))
+
+
+@friendly_errors
+def forward_view_for_page(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[Any, ...]:
+    """:func:`forward_view` for the page: each picture as an update that also sets its alt text."""
+    return with_alt_text(_forward(image, t, schedule_name, T, seed))
+
+
+def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.components.Component]:
+    """Lay out tab 1 and wire its events; returns its inputs by query-parameter name (the oracle tab follows them).
+
+    ``link``: the page's deep-link State (see :mod:`ddpm_ui.links`); when a link sets the controls, its change
+    redraws the views (a value set by code fires no ``.input``).
+    """
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
             image, step, schedule, T, seed, new_noise = image_controls("forward")
+            image_examples(image, "forward-examples")
         with gr.Column(scale=2):
             # JPEG: a PNG of this plot costs ~10 ms to encode on every slider move, a JPEG under 1 ms.
             plot = output_image("ᾱₜ and log-SNR, marker at t", fmt="jpeg")
@@ -123,18 +167,18 @@ def build_tab(demo: gr.Blocks) -> dict[str, gr.components.Component]:
 
     inputs = [image, step, schedule, T, seed]
     outputs = [mean, samples, noise, single, plot, info]
+    # The page draws through forward_view_for_page (pictures with their alt text); API clients call
+    # forward_view, which no page event triggers. Both share one concurrency limit. preprocess=False: our
+    # loader is the only code that opens the uploaded file.
+    view = {"show_progress": "hidden", "preprocess": False, "concurrency_id": "forward_view"}
+    triggers = [demo.load, image.change, step.input, schedule.change, seed.change]
+    triggers += [link.change] if link is not None else []
     gr.on(
-        [demo.load, image.change, step.input, schedule.change, seed.change],
-        forward_view,
-        inputs,
-        outputs,
-        api_name="forward_view",
-        trigger_mode="always_last",
-        show_progress="hidden",
-        preprocess=False,  # our loader is the only code that opens the uploaded file
+        triggers, forward_view_for_page, inputs, outputs, api_visibility="private", trigger_mode="always_last", **view
     )
+    gr.on([], forward_view, inputs, outputs, api_name="forward_view", **view)
     T.change(retarget_step, [T, step], step, api_visibility="private", queue=False).then(
-        forward_view, inputs, outputs, api_visibility="private", show_progress="hidden", preprocess=False
+        forward_view_for_page, inputs, outputs, api_visibility="private", **view
     )
     new_noise.click(next_seed, seed, seed, api_visibility="private", queue=False)
     return {"image": image, "t": step, "schedule": schedule, "T": T, "seed": seed}

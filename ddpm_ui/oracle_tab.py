@@ -28,6 +28,7 @@ from ddpm_ui.common import (
     DEFAULT_T,
     LATEX,
     NOISE_DISPLAY_SCALE,
+    Picture,
     cached_schedule,
     fmt,
     friendly_errors,
@@ -41,10 +42,12 @@ from ddpm_ui.common import (
     parse_int,
     parse_schedule,
     parse_seed,
+    plain,
     retarget_step,
     seed_box,
     step_slider_update,
     sub,
+    with_alt_text,
 )
 from ddpm_ui.heavy import watch
 
@@ -81,11 +84,8 @@ Pick a held-out digit (never seen in training) and a step of the model's own sch
 # ----------------------------------------------------------------------------------------------
 
 
-@friendly_errors
-def oracle_view(
-    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[np.ndarray, str]:
-    """(labelled panels x_t, x̂₀, μ̃_{t−1}, μ_{t−1} with their ℓ1 errors, Markdown table of the same)."""
+def _oracle(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> tuple[Picture, str]:
+    """The oracle's panels as a :class:`Picture` with its alt text, and the Markdown table of their errors."""
     inputs = parse_image_view(image, t, schedule_name, T, seed)
     loaded, step, seed = inputs.image, inputs.step, inputs.seed
     rec = oracle.reconstruct_oracle(loaded.tensor, inputs.schedule, step, seed)
@@ -114,7 +114,30 @@ def oracle_view(
         "$\\tilde\\mu_{t-1}$ differs from $\\mu_{t-1}$ because it also knows $x_t$, i.e. which way the noise went."
         f"{image_notes(loaded)}"
     )
-    return panels, table
+    alt = (
+        f"Four panels at t = {step} of {inputs.schedule.num_steps}, {inputs.schedule.name} schedule, seed {seed}: "
+        f"x_t (L1 distance to x_0: {fmt(rec.l1_xt_vs_x0)}); the oracle's x-hat_0, the photo back again "
+        f"(L1 {fmt(rec.l1_x0_hat_vs_x0)}); the posterior mean mu-tilde_t-1 (L1 to mu_t-1: "
+        f"{fmt(rec.l1_posterior_vs_prior_mean)}); and mu_t-1 = sqrt(alpha-bar_t-1) x_0 (L1 to x_0: "
+        f"{fmt(l1_prior_vs_x0)})."
+    )
+    return Picture(panels, alt), table
+
+
+@friendly_errors
+def oracle_view(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[np.ndarray, str]:
+    """(labelled panels x_t, x̂₀, μ̃_{t−1}, μ_{t−1} with their ℓ1 errors, Markdown table of the same)."""
+    return plain(_oracle(image, t, schedule_name, T, seed))
+
+
+@friendly_errors
+def oracle_view_for_page(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[Any, str]:
+    """:func:`oracle_view` for the page: the panels as an update that also sets their alt text."""
+    return with_alt_text(_oracle(image, t, schedule_name, T, seed))
 
 
 @functools.lru_cache(maxsize=8)
@@ -150,17 +173,33 @@ def _error_canvas(key: tuple[str, int, int], name: str, T: int, seed: int) -> tu
     return canvas, curves
 
 
-@friendly_errors
-def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> np.ndarray:
-    """The ℓ1 / PSNR-vs-t plot of x_t, oracle x̂₀ and μ̃_{t−1} against x₀, with a marker at t."""
+def _error_curve(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> Picture:
+    """The ℓ1 / PSNR-vs-t plot with a marker at t, and its alt text with the values at the marker."""
     inputs = parse_image_view(image, t, schedule_name, T, seed)
     canvas, curves = _error_canvas(inputs.key, inputs.schedule.name, inputs.schedule.num_steps, inputs.seed)
     step = inputs.step
-    return canvas.with_marker(
-        step,
-        [[float(curves.l1_xt[step])], [min(float(curves.psnr_xt[step]), curves.psnr_cap_db)]],
-        label=f"t = {step}",
+    l1, psnr = float(curves.l1_xt[step]), min(float(curves.psnr_xt[step]), curves.psnr_cap_db)
+    plot = canvas.with_marker(step, [[l1], [psnr]], label=f"t = {step}")
+    alt = (
+        f"Two plots against t for the {inputs.schedule.name} schedule, T = {inputs.schedule.num_steps}, seed "
+        f"{inputs.seed}: the L1 distance to x_0 (log scale) and the PSNR against x_0 of x_t, the oracle's x-hat_0 "
+        f"and mu-tilde_t-1. x_t drifts away from x_0 as t grows while the oracle's x-hat_0 stays exact (PSNR "
+        f"drawn at the {curves.psnr_cap_db:.0f} dB cap). At the marker, t = {step}: x_t has L1 {fmt(l1)} and "
+        f"PSNR {psnr:.1f} dB."
     )
+    return Picture(plot, alt)
+
+
+@friendly_errors
+def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> np.ndarray:
+    """The ℓ1 / PSNR-vs-t plot of x_t, oracle x̂₀ and μ̃_{t−1} against x₀, with a marker at t."""
+    return _error_curve(image, t, schedule_name, T, seed).pixels
+
+
+@friendly_errors
+def error_curve_for_page(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> Any:
+    """:func:`error_curve` for the page: the plot as an update that also sets its alt text."""
+    return with_alt_text((_error_curve(image, t, schedule_name, T, seed),))[0]
 
 
 @friendly_errors
@@ -185,7 +224,9 @@ def oracle_chain(
     summary = (
         f"Ran all {schedule.num_steps} reverse steps (Algorithm 2, $\\sigma_t^2 = \\beta_t$) in float64 on a "
         f"{w}×{h} copy, seed {seed}, with $\\epsilon$ = `predict_eps(x_t, t, x0)` at every step.\n\n"
-        f"Final error against $x_0$: max |·| = **{chain.final_max_error:.2e}**, ℓ1 = {chain.final_l1:.2e}."
+        f"Final error against $x_0$: max |·| = **{chain.final_max_error:.2e}**, ℓ1 = {chain.final_l1:.2e}.\n\n"
+        f"The strip shows, left to right: {', '.join(f'$x_{{{s}}}$' for s in chain.snapshot_steps if s >= 0)} "
+        "and the $x_0$ the chain ends with."
     )
     yield strip, summary
 
@@ -195,11 +236,8 @@ def oracle_chain(
 # ----------------------------------------------------------------------------------------------
 
 
-@friendly_errors
-def model_vs_oracle(
-    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
-) -> tuple[np.ndarray, str]:
-    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, and the error maps."""
+def _model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None) -> tuple[Picture, str]:
+    """The model-vs-oracle strip as a :class:`Picture` with its alt text, and the Markdown note of its errors."""
     loaded = state.model_for(request)
     label = parse_int(digit, "The digit", 0, 9)
     held = state.digit_data().held_out
@@ -208,7 +246,8 @@ def model_vs_oracle(
     T = loaded.schedule.num_steps
     step = parse_int(t, "The step t", 0, T - 1, note=" for this model")
     x0 = to_model_range(held.images[of_class[k] : of_class[k] + 1])
-    view = compare_with_oracle(loaded.model, loaded.schedule, x0, label, step, seed=parse_seed(seed))
+    seed = parse_seed(seed)
+    view = compare_with_oracle(loaded.model, loaded.schedule, x0, label, step, seed=seed)
 
     def grey(x: torch.Tensor, scale: float = 1.0) -> np.ndarray:
         return to_uint8(x / scale)[0]
@@ -228,15 +267,38 @@ def model_vs_oracle(
         f"ε error (mean squared, per pixel): **{view.eps_mse:.4f}**; ℓ1 of the model's x̂₀ against x₀: "
         f"**{view.x0_l1:.4f}** (the oracle's is 0). Error maps: black = 0, white = 1.5 for ε and 1 for x̂₀."
     )
-    return strip, note
+    alt = (
+        f"Eight tiles for held-out digit {label} (example {k}) at t = {step} of the model's {T} steps, seed "
+        f"{seed}: x_0; x_t; the true noise epsilon; the model's guess epsilon-theta; the error map of the guess "
+        f"(mean squared error {view.eps_mse:.4f}); the oracle's x-hat_0, equal to x_0; the model's x-hat_0; and "
+        f"its error map (L1 {view.x0_l1:.4f})."
+    )
+    return Picture(strip, alt), note
 
 
-_LOSS_CURVES: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()  # a few recent models' curves
+@friendly_errors
+def model_vs_oracle(
+    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
+) -> tuple[np.ndarray, str]:
+    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, and the error maps."""
+    return plain(_model_vs_oracle(digit, index, t, seed, request))
+
+
+@friendly_errors
+def model_vs_oracle_for_page(
+    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
+) -> tuple[Any, str]:
+    """:func:`model_vs_oracle` for the page: the strip as an update that also sets its alt text."""
+    return with_alt_text(_model_vs_oracle(digit, index, t, seed, request))
+
+
+_LOSS_CURVES: OrderedDict[tuple[str, str], tuple[np.ndarray, str]] = OrderedDict()  # a few recent models' curves
 _LOSS_CURVES_KEPT = 4
 _LOSS_LOCK = threading.Lock()
 
 
-def _loss_curve(loaded: LoadedModel, report: Report) -> np.ndarray:
+def _loss_curve(loaded: LoadedModel, report: Report) -> tuple[np.ndarray, str]:
+    """The loss-against-t plot and its caption in words, with every value the plot shows."""
     held = state.digit_data().held_out
     pick = np.concatenate([np.flatnonzero(held.labels == c)[:LOSS_CURVE_PER_CLASS] for c in range(10)])
     ts, losses, _ = loss_by_t(
@@ -247,21 +309,30 @@ def _loss_curve(loaded: LoadedModel, report: Report) -> np.ndarray:
         num_t=LOSS_CURVE_STEPS,
         callback=report,
     )
-    panel = pictures.CurvePanel(
-        f"ε-prediction loss on {len(pick)} held-out digits", "mean ‖ε − ε_θ‖² per pixel", {"loss": losses}, log_y=True
+    title = f"ε-prediction loss on {len(pick)} held-out digits"
+    panel = pictures.CurvePanel(title, "mean ‖ε − ε_θ‖² per pixel", {"loss": losses}, log_y=True)
+    T = loaded.schedule.num_steps
+    caption = (
+        f"**{title}** (model {loaded.name}): the mean $\\lVert\\epsilon - \\epsilon_\\theta\\rVert^2$ per pixel "
+        f"(log scale) against $t$ ($T$ = {T}). The values plotted: "
+        + " · ".join(f"t = {int(t)}: {fmt(float(loss))}" for t, loss in zip(ts, losses, strict=True))
+        + "."
     )
-    return pictures.render_curves(ts, [panel], xlabel=f"t (T = {loaded.schedule.num_steps})").image
+    return pictures.render_curves(ts, [panel], xlabel=f"t (T = {T})").image, caption
 
 
 @friendly_errors
 def model_loss_curve(request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-    """This page's model's L_simple (eq. 14) against t over the held-out digits (kept for a few recent models)."""
+    """This page's model's L_simple (eq. 14) against t over the held-out digits: (plot, caption with the values).
+
+    Kept for a few recent models.
+    """
     loaded = state.model_for(request)
     key = (str(loaded.path), loaded.name)  # a checkpoint folder holds one model for as long as it exists
     with _LOSS_LOCK:
         cached = _LOSS_CURVES.get(key)
     if cached is None:
-        cached = yield from watch(request, lambda report: _loss_curve(loaded, report), 1, progress, "steps t")
+        cached = yield from watch(request, lambda report: _loss_curve(loaded, report), 2, progress, "steps t")
         with _LOSS_LOCK:
             _LOSS_CURVES[key] = cached
             while len(_LOSS_CURVES) > _LOSS_CURVES_KEPT:
@@ -292,19 +363,34 @@ def _model_section(tab: gr.Tab) -> None:
     strip = output_image("model vs oracle", fmt="png")
     note = gr.Markdown()
     loss_button = gr.Button(f"Plot the model's loss against t over {10 * LOSS_CURVE_PER_CLASS} held-out digits")
-    loss_plot = output_image("ε-loss against t", fmt="png")
-    tab.select(_model_step_slider, step, step, api_visibility="private", queue=False)
+    loss_plot = output_image(
+        "ε-loss against t", fmt="png", alt_text="Plot of the model's loss against t; the text below lists its values."
+    )
+    loss_caption = gr.Markdown(latex_delimiters=LATEX)
+    inputs, outputs = [digit, index, step, seed], [strip, note]
+    # .input, not .release: arrow keys on a focused slider fire no release. always_last keeps a mouse drag to
+    # one request at a time per page, the last position drawn when the drag ends (as tab 1's t slider does).
     gr.on(
-        [b.release for b in (digit, index, step)] + [seed.submit],
-        model_vs_oracle, [digit, index, step, seed], [strip, note],
-        api_name="model_vs_oracle", trigger_mode="always_last", show_progress="minimal",
+        [digit.input, index.input, step.input, seed.submit], model_vs_oracle_for_page, inputs, outputs,
+        api_visibility="private", trigger_mode="always_last", show_progress="minimal", concurrency_id="model_vs_oracle",
     )  # fmt: skip
-    loss_button.click(model_loss_curve, None, loss_plot, api_name="model_loss_curve", concurrency_limit=2,
-                      concurrency_id="sampling")  # fmt: skip
+    gr.on([], model_vs_oracle, inputs, outputs, api_name="model_vs_oracle", concurrency_id="model_vs_oracle")
+    tab.select(_model_step_slider, step, step, api_visibility="private", queue=False).then(
+        model_vs_oracle_for_page, inputs, outputs, api_visibility="private", show_progress="hidden",
+        trigger_mode="always_last", concurrency_id="model_vs_oracle",
+    )  # fmt: skip
+    loss_button.click(model_loss_curve, None, [loss_plot, loss_caption], api_name="model_loss_curve",
+                      concurrency_limit=2, concurrency_id="sampling")  # fmt: skip
 
 
-def build_tab(tab: gr.Tab, follow: dict[str, gr.components.Component]) -> None:
-    """Lay out tab 2 and wire its events; ``follow`` are tab 1's inputs, which this tab's copy tracks."""
+def build_tab(
+    tab: gr.Tab, follow: dict[str, gr.components.Component], link: gr.State | None = None
+) -> dict[str, gr.components.Component]:
+    """Lay out tab 2 and wire its events; returns its own inputs by query-parameter name.
+
+    ``follow`` are tab 1's inputs, which this tab's copy tracks; ``link`` is the page's deep-link State (see
+    :mod:`ddpm_ui.links`), whose change redraws the views after a link set the controls.
+    """
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
@@ -316,21 +402,33 @@ def build_tab(tab: gr.Tab, follow: dict[str, gr.components.Component]) -> None:
     table = gr.Markdown(latex_delimiters=LATEX)
     with gr.Row():
         run_chain = gr.Button("Run the oracle reverse chain (all T steps)", variant="primary")
-    chain_strip = output_image("oracle reverse chain, every T/5 steps", fmt="png")
+    chain_strip = output_image(
+        "oracle reverse chain, every T/5 steps",
+        fmt="png",
+        alt_text="The oracle's reverse chain, from pure noise back to the photo; the text below names each step shown.",
+    )
     chain_info = gr.Markdown(latex_delimiters=LATEX)
 
     # Follow tab 1 in the browser (no server round trip); the views refresh when this tab is opened.
     for name, mine in (("image", image), ("t", step), ("schedule", schedule), ("T", T), ("seed", seed)):
         follow[name].change(None, follow[name], mine, js="(value) => value")
 
+    # The page draws through the *_for_page handlers (pictures with their alt text); API clients call
+    # oracle_view and error_curve, which no page event triggers, sharing each one's concurrency limit.
     inputs = [image, step, schedule, T, seed]
     triggers = [tab.select, image.change, step.input, schedule.change, seed.change]
-    common = {"trigger_mode": "always_last", "show_progress": "hidden", "preprocess": False}
-    gr.on(triggers, oracle_view, inputs, [panels, table], api_name="oracle_view", **common)
-    gr.on(triggers, error_curve, inputs, curve, api_name="error_curve", **common)
+    triggers += [link.change] if link is not None else []
+    common = {"show_progress": "hidden", "preprocess": False}
+    views = (
+        (oracle_view_for_page, oracle_view, [panels, table], "oracle_view"),
+        (error_curve_for_page, error_curve, curve, "error_curve"),
+    )
     retarget = T.change(retarget_step, [T, step], step, api_visibility="private", queue=False)
-    retarget.then(oracle_view, inputs, [panels, table], api_visibility="private", **common)
-    retarget.then(error_curve, inputs, curve, api_visibility="private", **common)
+    for for_page, for_api, outputs, name in views:
+        mine = {**common, "concurrency_id": name}
+        gr.on(triggers, for_page, inputs, outputs, api_visibility="private", trigger_mode="always_last", **mine)
+        gr.on([], for_api, inputs, outputs, api_name=name, **mine)
+        retarget.then(for_page, inputs, outputs, api_visibility="private", trigger_mode="always_last", **mine)
     new_noise.click(next_seed, seed, seed, api_visibility="private", queue=False)
     run_chain.click(
         oracle_chain,
@@ -342,3 +440,4 @@ def build_tab(tab: gr.Tab, follow: dict[str, gr.components.Component]) -> None:
         concurrency_id="oracle_chain",
     )
     _model_section(tab)
+    return {"schedule": schedule, "T": T, "t": step, "seed": seed}

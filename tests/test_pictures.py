@@ -99,3 +99,27 @@ def test_save_gif_loops_with_the_frame_rate(tmp_path: Path) -> None:
     assert abs(int(np.asarray(gif.convert("L"))[4, 4]) - 120) <= 2
     with pytest.raises(ValueError):
         pictures.save_gif([], tmp_path / "b.gif")
+
+
+def caption_ink(caption: str, pad: int = 6) -> np.ndarray:
+    """Where a one-digit captioned grid (black tile, black text on white) has ink below its 28-pixel tile."""
+    sheet = pictures.captioned_grid(np.zeros((1, 28, 28), np.uint8), [caption], [(0, 0, 0)], ncol=1, scale=1, pad=pad)
+    return (sheet[pad + 28 :] < 128).all(axis=2)
+
+
+def test_captions_draw_check_and_cross_marks() -> None:
+    """The verdict marks ✓ (U+2713) and ✗ (U+2717) are real glyphs in the picture font, not its missing-glyph box."""
+    check, cross, missing = caption_ink("✓"), caption_ink("✗"), caption_ink("\U000f0000")  # private use: no glyph
+    assert check.any() and cross.any()
+    assert not np.array_equal(check, cross)  # a font without them draws the same box for both
+    assert not np.array_equal(check, missing) and not np.array_equal(cross, missing)
+
+
+def test_captioned_cells_are_as_wide_as_their_captions() -> None:
+    caption = "✗ read as 5 · 100%"
+    ink = caption_ink(caption)
+    text_width = pictures._font(12).getlength(caption)
+    assert ink.shape[1] >= text_width + 2 * 6  # the cell grew past the 28-pixel tile to hold the caption
+    columns = np.flatnonzero(ink.any(axis=0))
+    assert columns[0] >= 6 and columns[-1] < ink.shape[1] - 6  # nothing cut off at either edge
+    assert columns[-1] - columns[0] >= 0.8 * text_width

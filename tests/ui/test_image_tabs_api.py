@@ -28,6 +28,16 @@ def test_api_lists_the_tab_endpoints_and_hides_helpers(gradio_client) -> None:
     assert not any("retarget" in name or "seed" in name for name in named)
 
 
+def test_the_page_only_handlers_stay_out_of_the_api(gradio_client) -> None:
+    """The page draws through *_for_page handlers (pictures with alt text); API clients keep plain pictures."""
+    api = gradio_client.view_api(return_format="dict", print_info=False)
+    named = set(api["named_endpoints"]) | set(api["unnamed_endpoints"])
+    assert not any("for_page" in str(name) or "load_example" in str(name) for name in named)
+    outputs = {name: len(api["named_endpoints"][name]["returns"]) for name in TAB12_ENDPOINTS}
+    assert outputs == {"/forward_view": 6, "/oracle_view": 2, "/error_curve": 1, "/oracle_chain": 2}
+    assert len(api["named_endpoints"]["/model_loss_curve"]["returns"]) == 2  # the plot and its caption in words
+
+
 def test_forward_view_over_the_api(gradio_client, example: str) -> None:
     result = gradio_client.predict(handle_file(example), 250, "linear", 1000, 3, api_name="/forward_view")
     mean, samples, noise, single, plot, info = result

@@ -1,6 +1,9 @@
-"""Tab 2, oracle reconstruction and the model next to the oracle: handlers called directly."""
+"""Tab 2, oracle reconstruction and the model next to the oracle: handlers called directly, their alt text and
+captions, and the wiring (keyboard-friendly sliders, the controls handed to the deep links)."""
 
 from __future__ import annotations
+
+import re
 
 import gradio as gr
 import numpy as np
@@ -34,6 +37,32 @@ def test_oracle_view_panels_and_errors(example: str) -> None:
     assert "compared with" in table and r"$\mu_{t-1}$" in table
 
 
+def test_the_page_gets_the_oracle_panels_with_alt_text_giving_the_numbers(example: str) -> None:
+    panels, table = oracle_tab.oracle_view(example, 700, "linear", 1000, 1)
+    update, same_table = oracle_tab.oracle_view_for_page(example, 700, "linear", 1000, 1)
+    assert same_table == table and np.array_equal(update["value"], panels)
+    alt = update["alt_text"]
+    assert alt.startswith("Four panels at t = 700 of 1000, linear schedule, seed 1:")
+    rows = {line.split("|")[1].strip(): line.rstrip(" |").split("|")[-1].strip() for line in table.splitlines()
+            if line.startswith("| ")}  # fmt: skip
+    assert f"x_t (L1 distance to x_0: {rows['$x_t$']})" in alt
+    oracle_l1 = float(re.search(r"the photo back again \(L1 ([0-9.e+-]+)\)", alt).group(1))
+    assert oracle_l1 < 1e-5  # knowing ε, x̂₀ = x₀ up to rounding
+
+
+def test_the_error_curve_alt_text_names_the_marker(example: str) -> None:
+    plot = oracle_tab.error_curve(example, 140, "linear", 150, 0)
+    update = oracle_tab.error_curve_for_page(example, 140, "linear", 150, 0)
+    assert np.array_equal(update["value"], plot)
+    alt = update["alt_text"]
+    assert "linear schedule, T = 150, seed 0" in alt and "At the marker, t = 140: x_t has L1" in alt
+    l1 = float(re.search(r"x_t has L1 ([0-9.e+-]+) and PSNR (-?[0-9.]+) dB", alt).group(1))
+    psnr = float(re.search(r"PSNR (-?[0-9.]+) dB\.", alt).group(1))
+    early = oracle_tab.error_curve_for_page(example, 10, "linear", 150, 0)["alt_text"]
+    assert float(re.search(r"x_t has L1 ([0-9.e+-]+)", early).group(1)) < l1  # more noise, further from x₀
+    assert float(re.search(r"PSNR (-?[0-9.]+) dB\.", early).group(1)) > psnr
+
+
 def test_error_curve_moves_only_the_marker(example: str) -> None:
     early = oracle_tab.error_curve(example, 10, "linear", 150, 0)
     late = oracle_tab.error_curve(example, 140, "linear", 150, 0)
@@ -48,6 +77,10 @@ def test_oracle_chain_returns_to_x0(example: str, monkeypatch: pytest.MonkeyPatc
     assert strip.dtype == np.uint8 and strip.ndim == 3
     assert numbers_after(summary, "max |·| = **") < 1e-5
     assert "150 reverse steps" in summary and "41×48 copy" in summary
+    # The strip's labels as text: it starts at x_{T−1} and ends with the chain's x₀.
+    shown = re.search(r"left to right: (.*) and the \$x_0\$ the chain ends with", summary).group(1)
+    steps = [int(s) for s in re.findall(r"\$x_\{(\d+)\}\$", shown)]
+    assert steps[0] == 149 and steps == sorted(steps, reverse=True) and len(steps) >= 4
 
 
 @pytest.mark.usefixtures("tiny_live")
@@ -58,7 +91,31 @@ def test_model_vs_oracle_and_loss_curve() -> None:
     with pytest.raises(gr.Error) as excinfo:
         oracle_tab.model_vs_oracle(3, 0, 50, 0)  # the tiny model has T = 50
     assert "between 0 and 49 for this model" in error_text(excinfo)
-    assert last(oracle_tab.model_loss_curve()).ndim == 3
+    plot, caption = last(oracle_tab.model_loss_curve())
+    assert plot.ndim == 3 and "held-out digits" in caption and "tiny-digits" in caption
+
+
+@pytest.mark.usefixtures("tiny_live")
+def test_model_vs_oracle_alt_text_matches_the_note() -> None:
+    strip, note = oracle_tab.model_vs_oracle(3, 0, 25, 0)
+    update, same_note = oracle_tab.model_vs_oracle_for_page(3, 0, 25, 0)
+    assert same_note == note and np.array_equal(update["value"], strip)
+    alt = update["alt_text"]
+    assert "held-out digit 3 (example 0) at t = 25 of the model's 50 steps, seed 0" in alt
+    mse = re.search(r"mean squared, per pixel\): \*\*([0-9.]+)\*\*", note).group(1)
+    l1 = re.search(r"against x₀: \*\*([0-9.]+)\*\*", note).group(1)
+    assert f"mean squared error {mse}" in alt and f"(L1 {l1})" in alt
+
+
+@pytest.mark.usefixtures("tiny_live")
+def test_the_loss_caption_lists_every_value_plotted(monkeypatch: pytest.MonkeyPatch) -> None:
+    oracle_tab._LOSS_CURVES.clear()
+    ts, losses = np.array([0, 10, 49]), np.array([1.5, 0.25, 0.0123])
+    monkeypatch.setattr(oracle_tab, "loss_by_t", lambda *args, **kwargs: (ts, losses, None))
+    _, caption = last(oracle_tab.model_loss_curve())
+    assert "t = 0: 1.5000 · t = 10: 0.2500 · t = 49: 0.0123." in caption
+    assert "($T$ = 50)" in caption and "log scale" in caption
+    oracle_tab._LOSS_CURVES.clear()
 
 
 @pytest.mark.usefixtures("tiny_live")
@@ -66,3 +123,24 @@ def test_the_model_step_slider_spans_the_live_models_schedule() -> None:
     update = oracle_tab._model_step_slider(200)  # the shipped model has T = 250; the tiny one T = 50
     assert update["maximum"] == 49 and update["value"] == 49 and "T = 50" in update["label"]
     assert oracle_tab._model_step_slider(7)["value"] == 7
+
+
+def test_the_tab_hands_its_own_controls_to_the_links_and_its_sliders_answer_the_keyboard() -> None:
+    with gr.Blocks() as demo:
+        link = gr.State(None)
+        with gr.Tabs():
+            with gr.Tab("forward"):
+                forward = forward_tab.build_tab(demo, link=link)
+            with gr.Tab("oracle") as tab:
+                controls = oracle_tab.build_tab(tab, forward, link=link)
+    assert set(controls) == {"schedule", "T", "t", "seed"}
+    assert all(controls[name] is not forward[name] for name in controls)  # its own copies
+    events = {fn.name: fn for fn in reversed(demo.fns.values())}  # the first event of each name wins
+    for name in ("oracle_view_for_page", "error_curve_for_page"):
+        assert (link._id, "change") in events[name].targets and (controls["t"]._id, "input") in events[name].targets
+    for name in ("oracle_view", "error_curve", "model_vs_oracle"):
+        assert events[name].api_name == name and events[name].targets == []  # API clients: plain pictures
+    by_id = {block._id: block for block in demo.blocks.values()}
+    sliders = [by_id[block_id] for block_id, event in events["model_vs_oracle_for_page"].targets if event == "input"]
+    assert sorted(s.elem_id for s in sliders) == ["mvo-digit", "mvo-index", "mvo-t"]  # arrow keys fire no release
+    assert events["model_vs_oracle_for_page"].trigger_mode == "always_last"  # a drag: one request at a time
