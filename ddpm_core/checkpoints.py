@@ -93,6 +93,8 @@ MAX_SAMPLING_BYTES = 1 << 30  # 1 GiB; "wide" needs about 0.31 GiB
 # each of ~150 tensors, whatever their size), then the raw tensor data.
 MAX_HEADER_BYTES = 65_536
 WEIGHT_DTYPES: dict[str, int] = {"F32": 4, "F16": 2, "BF16": 2}  # safetensors dtype -> bytes per number
+# The largest model.safetensors the loader accepts: the length field, the header, MAX_PARAMETERS float32 numbers.
+MAX_MODEL_FILE_BYTES = 8 + MAX_HEADER_BYTES + WEIGHT_DTYPES["F32"] * MAX_PARAMETERS
 # A checkpoint zip holds two files (a README, a folder or two at most): a zip whose central directory is
 # larger costs memory and time to even list (200,000 empty entries in 17 MB took 116 MB and 0.9 s).
 MAX_ZIP_ENTRIES = 64
@@ -765,7 +767,7 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> byte
 
 def _read_zip(path: Path) -> tuple[bytes, dict[str, Any], ModelPlan, bytes]:
     """config.json and model.safetensors from a zip, read into memory and checked; nothing is extracted."""
-    largest = MAX_CONFIG_BYTES + 8 + MAX_HEADER_BYTES + 4 * MAX_PARAMETERS + ZIP_SLACK_BYTES
+    largest = MAX_CONFIG_BYTES + MAX_MODEL_FILE_BYTES + ZIP_SLACK_BYTES
     zip_name = _describe(path.name)
     try:
         with open(path, "rb") as fh:

@@ -48,10 +48,9 @@ from huggingface_hub.utils import validate_repo_id
 from ddpm_core.checkpoints import (
     CONFIG_FILE,
     MAX_CONFIG_BYTES,
-    MAX_HEADER_BYTES,
+    MAX_MODEL_FILE_BYTES,
     MAX_PARAMETERS,
     MODEL_FILE,
-    WEIGHT_DTYPES,
     CheckpointError,
 )
 from ddpm_core.files import complete_folder
@@ -59,8 +58,6 @@ from ddpm_core.paths import hub_cache_dir
 
 CARD_FILE = "README.md"
 CHECKPOINT_FILES = (CONFIG_FILE, MODEL_FILE, CARD_FILE)  # all a Hub checkpoint needs; nothing else is downloaded
-# The largest model.safetensors the loader accepts: length field, header, MAX_PARAMETERS float32 numbers.
-MAX_MODEL_FILE_BYTES = 8 + MAX_HEADER_BYTES + WEIGHT_DTYPES["F32"] * MAX_PARAMETERS
 MAX_CARD_BYTES = 1_000_000  # a bigger README is left on the Hub (the loader never reads it)
 MAX_REVISION_CHARS = 200
 OFFLINE_ENV, ENDPOINT_ENV = "HF_HUB_OFFLINE", "HF_ENDPOINT"

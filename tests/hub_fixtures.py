@@ -14,18 +14,32 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import socket
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
 def git_blob_id(data: bytes) -> str:
     """The id git gives a file's content: sha1 of ``blob <size>\\0`` and the bytes."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def refuse_connections(monkeypatch: Any) -> list[object]:
+    """Refuse every outgoing connection, recording where each tried to go (the list a test checks stays empty)."""
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("the network is off in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    return attempts
 
 
 def cache_repo(

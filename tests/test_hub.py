@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hub_fixtures import FakeHub, cache_repo, fake_hub
+from hub_fixtures import FakeHub, cache_repo, fake_hub, refuse_connections
 from huggingface_hub import ModelCard
 from huggingface_hub import constants as hub_constants
 from safetensors.torch import load_file
@@ -87,14 +86,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def offline(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     """HF_HUB_OFFLINE=1, and every outgoing connection recorded and refused (the list a test checks is empty)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise OSError("the network is off in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
+    return refuse_connections(monkeypatch)
 
 
 @pytest.fixture()

@@ -7,7 +7,6 @@ HF_HUB_CACHE, with HF_HUB_OFFLINE=1 and every outgoing connection refused; the o
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import torch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
-from hub_fixtures import FakeHub, cache_repo, fake_hub
+from hub_fixtures import FakeHub, cache_repo, fake_hub, refuse_connections
 from huggingface_hub import constants as hub_constants
 from safetensors.torch import load_file
 from ui_fixtures import error_text, page
@@ -60,14 +59,7 @@ def cache(tmp_path: Path, hub_model: Path, monkeypatch: pytest.MonkeyPatch) -> P
 
 @pytest.fixture()
 def no_network(monkeypatch: pytest.MonkeyPatch) -> list[object]:
-    attempts: list[object] = []
-
-    def refuse(self: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise OSError("the network is off in this test")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    return attempts
+    return refuse_connections(monkeypatch)
 
 
 @pytest.fixture()
