@@ -54,7 +54,9 @@ def build_demo() -> gr.Blocks:
     image_cache.install()  # identical pictures for two users at once must not race in Gradio's cache
     api_errors.install()  # errors Gradio raises before a handler runs reach the client as plain sentences
     with gr.Blocks(title="DDPM Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
-        link = gr.State(None)  # the values a deep link set (ddpm_ui.links); the tabs redraw when it changes
+        # One State per tab that a deep link redraws (ddpm_ui.links): a link sets only its own tab's, so a link
+        # to one tab recomputes no other tab's views.
+        link = {tab_id: gr.State(None) for tab_id in ("forward", "oracle", "sample")}
         with gr.Row():
             with gr.Column(scale=4):
                 gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
@@ -62,13 +64,13 @@ def build_demo() -> gr.Blocks:
         link_note = links.build_note()
         with gr.Tabs() as tabs:
             with gr.Tab("Forward noise", id="forward") as forward:
-                forward_inputs = forward_tab.build_tab(demo, link=link)
+                forward_inputs = forward_tab.build_tab(demo, link=link["forward"])
             with gr.Tab("Oracle reconstruction", id="oracle") as oracle:
-                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link)
+                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link["oracle"])
             with gr.Tab("Train or load", id="train") as train:
                 train_tab.build_tab(demo)  # nothing there for a link to set
             with gr.Tab("Sample", id="sample") as sample:
-                sample_inputs = sample_tab.build_tab(demo, link=link)
+                sample_inputs = sample_tab.build_tab(demo, link=link["sample"])
         links.wire(
             demo,
             tabs,

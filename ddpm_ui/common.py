@@ -8,6 +8,7 @@ which. File inputs are read only from Gradio's upload folder or the shipped asse
 
 from __future__ import annotations
 
+import contextlib
 import dis
 import functools
 import inspect
@@ -16,13 +17,14 @@ import math
 import numbers
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import gradio as gr
 import numpy as np
+from gradio.events import Dependency
 from gradio.utils import get_upload_folder
 
 from ddpm_core.checkpoints import CheckpointError
@@ -415,7 +417,7 @@ def output_image(label: str, fmt: str = "jpeg", alt_text: str | None = None) -> 
     """A read-only picture with download and full-screen buttons.
 
     ``alt_text`` is what a screen reader says in its place; a view that changes with the inputs sets it with
-    each picture instead (:class:`Picture`, :func:`with_alt_text`).
+    each picture instead (:class:`Picture`, :func:`picture_view`).
     """
     return gr.Image(label=label, format=fmt, interactive=False, buttons=["download", "fullscreen"], alt_text=alt_text)
 
@@ -424,20 +426,84 @@ def output_image(label: str, fmt: str = "jpeg", alt_text: str | None = None) -> 
 class Picture:
     """A view's picture and its alt text: what it shows, in words and with the numbers, for screen readers."""
 
-    pixels: np.ndarray
+    image: np.ndarray | str  # RGB pixels, or the path of an image file (an animated GIF)
     alt_text: str
 
 
-def plain(outputs: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A view's outputs as the API returns them: each :class:`Picture` as its pixels, the rest unchanged."""
-    return tuple(out.pixels if isinstance(out, Picture) else out for out in outputs)
+def _each_picture(outputs: Any, convert: Callable[[Picture], Any]) -> Any:
+    """``outputs`` (a tuple of a view's outputs, or its single output) with each :class:`Picture` converted."""
+    if isinstance(outputs, tuple):
+        return tuple(convert(out) if isinstance(out, Picture) else out for out in outputs)
+    return convert(outputs) if isinstance(outputs, Picture) else outputs
 
 
-def with_alt_text(outputs: tuple[Any, ...]) -> tuple[Any, ...]:
+def plain(outputs: Any) -> Any:
+    """A view's outputs as the API returns them: each :class:`Picture` as its image, the rest unchanged."""
+    return _each_picture(outputs, lambda picture: picture.image)
+
+
+def with_alt_text(outputs: Any) -> Any:
     """A view's outputs for the page: each :class:`Picture` as an image update that also sets its alt text."""
-    return tuple(
-        gr.update(value=out.pixels, alt_text=out.alt_text) if isinstance(out, Picture) else out for out in outputs
-    )
+    return _each_picture(outputs, lambda picture: gr.update(value=picture.image, alt_text=picture.alt_text))
+
+
+class PictureView(Protocol):
+    """A handler made by :func:`picture_view`: pictures for API clients, its page twin as ``for_page``."""
+
+    __name__: str
+    for_page: Callable[..., Any]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+def _converted(view: Callable[..., Any], convert: Callable[[Any], Any], name: str, doc: str | None) -> Any:
+    """``view`` with ``convert`` applied to what it returns (or to each tuple it yields, if it streams)."""
+    if inspect.isgeneratorfunction(view):
+
+        @functools.wraps(view)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            with contextlib.closing(view(*args, **kwargs)) as stream:  # closing the handler stops the view's work
+                for outputs in stream:
+                    yield convert(outputs)
+
+    else:
+
+        @functools.wraps(view)
+        def handler(*args: Any, **kwargs: Any) -> Any:
+            return convert(view(*args, **kwargs))
+
+    handler.__name__ = handler.__qualname__ = name
+    handler.__doc__ = doc
+    return friendly_errors(handler)
+
+
+def picture_view(view: Callable[..., Any]) -> PictureView:
+    """Make a view that returns (or, streaming, yields) outputs with :class:`Picture`s into its two handlers.
+
+    The decorated name is the API handler: each Picture becomes its image (:func:`plain`), so API clients get files,
+    as from any image output. Its ``for_page`` attribute, ``<name>_for_page``, is the page's twin: each Picture
+    becomes an update that also sets the image's alt text (:func:`with_alt_text`), in the same response. Both are
+    wrapped by :func:`friendly_errors`, and a streaming view gives streaming handlers. Wire the two with
+    :func:`picture_events`.
+    """
+    api = _converted(view, plain, view.__name__, view.__doc__)
+    api.for_page = _converted(
+        view, with_alt_text, f"{view.__name__}_for_page",
+        f":func:`{view.__name__}` for the page: each picture as an update that also sets its alt text.",
+    )  # fmt: skip
+    return api
+
+
+def picture_events(view: PictureView, triggers: Sequence[Any], inputs: Any, outputs: Any, **options: Any) -> Dependency:
+    """Wire a :func:`picture_view`: its API endpoint, named after it and triggered by nothing on the page, and its
+    page twin on ``triggers`` (private); returns the page's event (to chain ``.then`` or to cancel).
+
+    ``options`` (Gradio's event options) apply to both events, which share one concurrency_id: the view's name
+    unless ``options`` names another.
+    """
+    options = {"concurrency_id": view.__name__, **options}
+    gr.on([], view, inputs, outputs, api_name=view.__name__, **options)
+    return gr.on(triggers, view.for_page, inputs, outputs, api_visibility="private", **options)
 
 
 def image_examples(image: gr.Image, elem_id: str | None = None) -> gr.Examples:
@@ -475,6 +541,7 @@ def image_controls(prefix: str) -> tuple[gr.Image, gr.Slider, gr.Radio, gr.Radio
         image_mode=None,
         sources=["upload", "clipboard"],
         label="Image x₀ (any photo; shrunk to 256 px)",
+        alt_text="The photo x₀ that this tab noises: your upload, or one of the example photos.",
         height=260,
         elem_id=f"{prefix}-image",
     )

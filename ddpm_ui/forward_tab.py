@@ -18,17 +18,16 @@ from ddpm_ui.common import (
     Picture,
     cached_schedule,
     fmt,
-    friendly_errors,
     image_controls,
     image_examples,
     image_notes,
     next_seed,
     output_image,
     parse_image_view,
-    plain,
+    picture_events,
+    picture_view,
     retarget_step,
     sub,
-    with_alt_text,
 )
 
 NUM_SAMPLES = 3  # draws of x_t shown side by side
@@ -75,8 +74,11 @@ def _numbers(view: oracle.ForwardView, step: int, T: int, seed: int) -> str:
     )
 
 
-def _forward(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> tuple[Any, ...]:
-    """The forward views as :class:`Picture`s with their alt text, and the Markdown with the numbers."""
+@picture_view
+def forward_view(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[Picture, Picture, Picture, Picture, Picture, str]:
+    """(μ_t, strip of x_t samples, ε, single-step strip, ᾱ/log-SNR plot, each with its alt text; Markdown numbers)."""
     inputs = parse_image_view(image, t, schedule_name, T, seed)
     loaded, schedule, step, seed = inputs.image, inputs.schedule, inputs.step, inputs.seed
     view = oracle.explore_forward(loaded.tensor, schedule, step, seed, num_samples=NUM_SAMPLES)
@@ -128,26 +130,10 @@ def _forward(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> tuple
     )
 
 
-@friendly_errors
-def forward_view(
-    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]:
-    """(μ_t, strip of x_t samples, ε, single-step strip, ᾱ/log-SNR plot, Markdown with the numbers)."""
-    return plain(_forward(image, t, schedule_name, T, seed))
-
-
-@friendly_errors
-def forward_view_for_page(
-    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[Any, ...]:
-    """:func:`forward_view` for the page: each picture as an update that also sets its alt text."""
-    return with_alt_text(_forward(image, t, schedule_name, T, seed))
-
-
 def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.components.Component]:
     """Lay out tab 1 and wire its events; returns its inputs by query-parameter name (the oracle tab follows them).
 
-    ``link``: the page's deep-link State (see :mod:`ddpm_ui.links`); when a link sets the controls, its change
+    ``link``: this tab's deep-link State (see :mod:`ddpm_ui.links`); when a link sets the controls, its change
     redraws the views (a value set by code fires no ``.input``).
     """
     gr.Markdown(INTRO, latex_delimiters=LATEX)
@@ -167,18 +153,15 @@ def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.com
 
     inputs = [image, step, schedule, T, seed]
     outputs = [mean, samples, noise, single, plot, info]
-    # The page draws through forward_view_for_page (pictures with their alt text); API clients call
-    # forward_view, which no page event triggers. Both share one concurrency limit. preprocess=False: our
-    # loader is the only code that opens the uploaded file.
+    # The page draws through forward_view.for_page (pictures with their alt text); API clients call
+    # forward_view, which no page event triggers. preprocess=False: our loader is the only code that opens
+    # the uploaded file.
     view = {"show_progress": "hidden", "preprocess": False, "concurrency_id": "forward_view"}
     triggers = [demo.load, image.change, step.input, schedule.change, seed.change]
     triggers += [link.change] if link is not None else []
-    gr.on(
-        triggers, forward_view_for_page, inputs, outputs, api_visibility="private", trigger_mode="always_last", **view
-    )
-    gr.on([], forward_view, inputs, outputs, api_name="forward_view", **view)
+    picture_events(forward_view, triggers, inputs, outputs, trigger_mode="always_last", **view)
     T.change(retarget_step, [T, step], step, api_visibility="private", queue=False).then(
-        forward_view_for_page, inputs, outputs, api_visibility="private", **view
+        forward_view.for_page, inputs, outputs, api_visibility="private", **view
     )
     new_noise.click(next_seed, seed, seed, api_visibility="private", queue=False)
     return {"image": image, "t": step, "schedule": schedule, "T": T, "seed": seed}

@@ -210,8 +210,17 @@ class LinkLayout:
         )
 
     def flat(self) -> list[tuple[str, str, gr.components.Component]]:
-        """Every linkable control as (tab id, name, component), tab by tab: the order of the events' outputs."""
-        return [(tab_id, name, c) for tab_id, named in self.controls.items() for name, c in named.items()]
+        """Every linkable control as (tab id, name, component), tab by tab: the order of the events' outputs.
+
+        Within a tab t comes first. The page applies an event's outputs one at a time and fires each one's
+        change as it goes, and T's change keeps t inside 0 … T−1 (``retarget_step``): set after t, T sees the
+        link's t; set before, it would clamp the old one (200 → 149 for T = 150) over the link's.
+        """
+        return [
+            (tab_id, name, c)
+            for tab_id, named in self.controls.items()
+            for name, c in sorted(named.items(), key=lambda item: item[0] != STEP_KEY)
+        ]
 
     def default_tab(self) -> str:
         """The tab a page opens on: Forward noise (or the first tab, for a layout without it)."""
@@ -337,18 +346,24 @@ def wire(
     tabs: gr.Tabs,
     tab_objects: Mapping[str, gr.Tab],
     controls: Mapping[str, Mapping[str, gr.components.Component]],
-    link: gr.State,
+    link: Mapping[str, gr.State],
     bar: LinkBar,
     note: gr.Markdown,
 ) -> LinkLayout:
     """Open the page's link when it loads, track the current tab, and wire the copy button.
 
-    On load: select the link's tab, set its controls, show the note, and set ``link`` to the dict applied
-    (``{"tab": …, name: value, …}``), whose change the tabs listen to so that their views are redrawn (a value
-    set by code fires no ``.input``). All these events are light and private; only the load is queued.
+    ``link`` holds one State per tab whose views a link redraws (tab id → State, each passed as that tab's
+    ``link=``). On load: select the link's tab, set its controls (t before T, see :meth:`LinkLayout.flat`),
+    show the note, and set that tab's State, and only that one, to the dict applied (``{"tab": …, name:
+    value, …}``); its change redraws that tab's views (a value set by code fires no ``.input``), so a link to
+    one tab recomputes no other tab's views. All these events are light and private; only the load is queued.
     """
     layout = LinkLayout.of(tab_objects, controls)
+    unknown = set(link) - set(tab_objects)
+    if unknown:
+        raise ValueError(f"link States given for tabs that do not exist: {', '.join(sorted(unknown))}")
     flat = layout.flat()
+    states = list(link.items())
     current = gr.State(layout.default_tab())
     light: dict[str, Any] = {"queue": False, "api_visibility": "private", "show_progress": "hidden"}
 
@@ -357,9 +372,10 @@ def wire(
         """Apply the page's query parameters; nothing changes for a page opened without any."""
         query = dict(getattr(request, "query_params", None) or {})
         if not any(is_ours(key) for key in query):  # no link, or only Gradio's own ?view=… / ?__theme=…
-            return (gr.skip(),) * (4 + len(flat))
+            return (gr.skip(),) * (3 + len(states) + len(flat))
         opened = layout.open(query)
         text = opened.note()
+        applied = {TAB_KEY: opened.tab, **opened.values}
         updates = [
             opened.values[name] if tab_id == opened.tab and name in opened.values else gr.skip()
             for tab_id, name, _ in flat
@@ -367,9 +383,9 @@ def wire(
         return (
             gr.Tabs(selected=opened.tab),
             opened.tab,
-            {TAB_KEY: opened.tab, **opened.values},
             gr.Markdown(text, visible=True) if text else gr.skip(),
             *updates,
+            *(applied if tab_id == opened.tab else gr.skip() for tab_id, _ in states),  # last: after the controls
         )
 
     @friendly_errors
@@ -381,7 +397,7 @@ def wire(
         tab_id = str(tab) if tab in layout.labels else layout.default_tab()
         return layout.query(tab_id, by_tab.get(tab_id, {})), gr.Textbox(visible=True)
 
-    outputs = [tabs, current, link, note, *(c for _, _, c in flat)]
+    outputs = [tabs, current, note, *(c for _, _, c in flat), *(state for _, state in states)]
     # Queued, unlike the other link events: Gradio reports a State's change (what the tabs redraw on) only in
     # the queue's answer, so the same event unqueued would set the controls and redraw nothing.
     demo.load(open_link, None, outputs, **{**light, "queue": True})

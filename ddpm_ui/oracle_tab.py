@@ -42,12 +42,12 @@ from ddpm_ui.common import (
     parse_int,
     parse_schedule,
     parse_seed,
-    plain,
+    picture_events,
+    picture_view,
     retarget_step,
     seed_box,
     step_slider_update,
     sub,
-    with_alt_text,
 )
 from ddpm_ui.heavy import watch
 
@@ -84,8 +84,11 @@ Pick a held-out digit (never seen in training) and a step of the model's own sch
 # ----------------------------------------------------------------------------------------------
 
 
-def _oracle(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> tuple[Picture, str]:
-    """The oracle's panels as a :class:`Picture` with its alt text, and the Markdown table of their errors."""
+@picture_view
+def oracle_view(
+    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
+) -> tuple[Picture, str]:
+    """(labelled panels x_t, x̂₀, μ̃_{t−1}, μ_{t−1} with their ℓ1 errors and alt text, Markdown table of the same)."""
     inputs = parse_image_view(image, t, schedule_name, T, seed)
     loaded, step, seed = inputs.image, inputs.step, inputs.seed
     rec = oracle.reconstruct_oracle(loaded.tensor, inputs.schedule, step, seed)
@@ -124,22 +127,6 @@ def _oracle(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> tuple[
     return Picture(panels, alt), table
 
 
-@friendly_errors
-def oracle_view(
-    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[np.ndarray, str]:
-    """(labelled panels x_t, x̂₀, μ̃_{t−1}, μ_{t−1} with their ℓ1 errors, Markdown table of the same)."""
-    return plain(_oracle(image, t, schedule_name, T, seed))
-
-
-@friendly_errors
-def oracle_view_for_page(
-    image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0
-) -> tuple[Any, str]:
-    """:func:`oracle_view` for the page: the panels as an update that also sets their alt text."""
-    return with_alt_text(_oracle(image, t, schedule_name, T, seed))
-
-
 @functools.lru_cache(maxsize=8)
 def _error_canvas(key: tuple[str, int, int], name: str, T: int, seed: int) -> tuple[pictures.CurveCanvas, Any]:
     """Error-vs-t curves for one image version, schedule and seed, rendered once (marker added per request)."""
@@ -173,8 +160,9 @@ def _error_canvas(key: tuple[str, int, int], name: str, T: int, seed: int) -> tu
     return canvas, curves
 
 
-def _error_curve(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> Picture:
-    """The ℓ1 / PSNR-vs-t plot with a marker at t, and its alt text with the values at the marker."""
+@picture_view
+def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> Picture:
+    """The ℓ1 / PSNR-vs-t plot of x_t, oracle x̂₀ and μ̃_{t−1} against x₀, marker at t; the alt text gives its values."""
     inputs = parse_image_view(image, t, schedule_name, T, seed)
     canvas, curves = _error_canvas(inputs.key, inputs.schedule.name, inputs.schedule.num_steps, inputs.seed)
     step = inputs.step
@@ -188,18 +176,6 @@ def _error_curve(image: Any, t: Any, schedule_name: Any, T: Any, seed: Any) -> P
         f"PSNR {psnr:.1f} dB."
     )
     return Picture(plot, alt)
-
-
-@friendly_errors
-def error_curve(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> np.ndarray:
-    """The ℓ1 / PSNR-vs-t plot of x_t, oracle x̂₀ and μ̃_{t−1} against x₀, with a marker at t."""
-    return _error_curve(image, t, schedule_name, T, seed).pixels
-
-
-@friendly_errors
-def error_curve_for_page(image: Any, t: Any, schedule_name: str = "linear", T: Any = DEFAULT_T, seed: Any = 0) -> Any:
-    """:func:`error_curve` for the page: the plot as an update that also sets its alt text."""
-    return with_alt_text((_error_curve(image, t, schedule_name, T, seed),))[0]
 
 
 @friendly_errors
@@ -236,8 +212,11 @@ def oracle_chain(
 # ----------------------------------------------------------------------------------------------
 
 
-def _model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None) -> tuple[Picture, str]:
-    """The model-vs-oracle strip as a :class:`Picture` with its alt text, and the Markdown note of its errors."""
+@picture_view
+def model_vs_oracle(
+    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
+) -> tuple[Picture, str]:
+    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, the error maps; a note of the errors."""
     loaded = state.model_for(request)
     label = parse_int(digit, "The digit", 0, 9)
     held = state.digit_data().held_out
@@ -274,22 +253,6 @@ def _model_vs_oracle(digit: Any, index: Any, t: Any, seed: Any, request: gr.Requ
         f"its error map (L1 {view.x0_l1:.4f})."
     )
     return Picture(strip, alt), note
-
-
-@friendly_errors
-def model_vs_oracle(
-    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
-) -> tuple[np.ndarray, str]:
-    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, and the error maps."""
-    return plain(_model_vs_oracle(digit, index, t, seed, request))
-
-
-@friendly_errors
-def model_vs_oracle_for_page(
-    digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
-) -> tuple[Any, str]:
-    """:func:`model_vs_oracle` for the page: the strip as an update that also sets its alt text."""
-    return with_alt_text(_model_vs_oracle(digit, index, t, seed, request))
 
 
 _LOSS_CURVES: OrderedDict[tuple[str, str], tuple[np.ndarray, str]] = OrderedDict()  # a few recent models' curves
@@ -370,13 +333,12 @@ def _model_section(tab: gr.Tab) -> None:
     inputs, outputs = [digit, index, step, seed], [strip, note]
     # .input, not .release: arrow keys on a focused slider fire no release. always_last keeps a mouse drag to
     # one request at a time per page, the last position drawn when the drag ends (as tab 1's t slider does).
-    gr.on(
-        [digit.input, index.input, step.input, seed.submit], model_vs_oracle_for_page, inputs, outputs,
-        api_visibility="private", trigger_mode="always_last", show_progress="minimal", concurrency_id="model_vs_oracle",
+    picture_events(
+        model_vs_oracle, [digit.input, index.input, step.input, seed.submit], inputs, outputs,
+        trigger_mode="always_last", show_progress="minimal",
     )  # fmt: skip
-    gr.on([], model_vs_oracle, inputs, outputs, api_name="model_vs_oracle", concurrency_id="model_vs_oracle")
     tab.select(_model_step_slider, step, step, api_visibility="private", queue=False).then(
-        model_vs_oracle_for_page, inputs, outputs, api_visibility="private", show_progress="hidden",
+        model_vs_oracle.for_page, inputs, outputs, api_visibility="private", show_progress="hidden",
         trigger_mode="always_last", concurrency_id="model_vs_oracle",
     )  # fmt: skip
     loss_button.click(model_loss_curve, None, [loss_plot, loss_caption], api_name="model_loss_curve",
@@ -388,7 +350,7 @@ def build_tab(
 ) -> dict[str, gr.components.Component]:
     """Lay out tab 2 and wire its events; returns its own inputs by query-parameter name.
 
-    ``follow`` are tab 1's inputs, which this tab's copy tracks; ``link`` is the page's deep-link State (see
+    ``follow`` are tab 1's inputs, which this tab's copy tracks; ``link`` is this tab's deep-link State (see
     :mod:`ddpm_ui.links`), whose change redraws the views after a link set the controls.
     """
     gr.Markdown(INTRO, latex_delimiters=LATEX)
@@ -413,22 +375,17 @@ def build_tab(
     for name, mine in (("image", image), ("t", step), ("schedule", schedule), ("T", T), ("seed", seed)):
         follow[name].change(None, follow[name], mine, js="(value) => value")
 
-    # The page draws through the *_for_page handlers (pictures with their alt text); API clients call
-    # oracle_view and error_curve, which no page event triggers, sharing each one's concurrency limit.
+    # The page draws through oracle_view.for_page and error_curve.for_page (pictures with their alt text); API
+    # clients call oracle_view and error_curve, which no page event triggers, sharing each one's concurrency limit.
     inputs = [image, step, schedule, T, seed]
     triggers = [tab.select, image.change, step.input, schedule.change, seed.change]
     triggers += [link.change] if link is not None else []
     common = {"show_progress": "hidden", "preprocess": False}
-    views = (
-        (oracle_view_for_page, oracle_view, [panels, table], "oracle_view"),
-        (error_curve_for_page, error_curve, curve, "error_curve"),
-    )
     retarget = T.change(retarget_step, [T, step], step, api_visibility="private", queue=False)
-    for for_page, for_api, outputs, name in views:
-        mine = {**common, "concurrency_id": name}
-        gr.on(triggers, for_page, inputs, outputs, api_visibility="private", trigger_mode="always_last", **mine)
-        gr.on([], for_api, inputs, outputs, api_name=name, **mine)
-        retarget.then(for_page, inputs, outputs, api_visibility="private", trigger_mode="always_last", **mine)
+    for view, outputs in ((oracle_view, [panels, table]), (error_curve, curve)):
+        mine = {**common, "concurrency_id": view.__name__, "trigger_mode": "always_last"}
+        picture_events(view, triggers, inputs, outputs, **mine)
+        retarget.then(view.for_page, inputs, outputs, api_visibility="private", **mine)
     new_noise.click(next_seed, seed, seed, api_visibility="private", queue=False)
     run_chain.click(
         oracle_chain,

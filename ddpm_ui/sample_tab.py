@@ -8,9 +8,10 @@ samples, then shows a verdict sheet, a two-track denoising GIF and the files. Tw
 at several w (a guidance sweep), and the same noise through every sampler; both include the student.
 
 Accessibility: every verdict carries a ✓ or ✗ besides its colour, and every button-driven picture has its
-verdicts or captions as text beside it (a Markdown table) and an alt text that follows the picture. The
-handlers return the alt texts as a last, ``gr.State`` output (Gradio's client leaves State outputs out, so
-the API returns the pictures as before); the State's change event sets them on the images.
+verdicts or captions as text beside it (a Markdown table) and an alt text that follows the picture: the
+handlers are :func:`~ddpm_ui.common.picture_view`s, whose page twins set each picture's alt text in the same
+update (the API endpoints return the pictures alone). The live grid, drawn by a batched event, takes its alt
+text from its note instead (:func:`live_alt_text`).
 """
 
 from __future__ import annotations
@@ -58,12 +59,14 @@ from ddpm_ui.common import (
     LATEX,
     LOG,
     InputError,
-    friendly_errors,
+    Picture,
     next_seed,
     output_image,
     parse_float,
     parse_int,
     parse_seed,
+    picture_events,
+    picture_view,
     readable_message,
     request_folder,
     seed_box,
@@ -221,13 +224,7 @@ def _class_list(classes: Sequence[int]) -> str:
     return ", ".join(map(str, chosen[:-1])) + (" and " if len(chosen) > 1 else "") + str(chosen[-1])
 
 
-def set_alt_texts(texts: Any) -> Any:
-    """The State change event: one ``gr.update(alt_text=…)`` per picture (a single update for one picture)."""
-    updates = [gr.update(alt_text=str(text)) for text in (texts or ())]
-    return updates[0] if len(updates) == 1 else updates
-
-
-@friendly_errors
+@picture_view
 def sample_digits(
     classes: Any,
     per_class: Any,
@@ -239,9 +236,9 @@ def sample_digits(
     mid_guidance: Any = True,
     request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
-) -> Iterator[tuple[Any, Any, Any, str, tuple[str, str]]]:
-    """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet, GIF, files, summary with
-    every verdict as text, and the alt texts of the sheet and the GIF (a State: see the module's docstring).
+) -> Iterator[tuple[Picture, Picture | None, list[str] | None, str]]:
+    """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet and the denoising GIF
+    (pictures with their alt text), the files, and a summary with every verdict as text.
 
     The page's Cancel button, or closing the page, stops the sampler at its next step.
     """
@@ -263,14 +260,14 @@ def sample_digits(
 
         return sample(loaded.model, loaded.schedule, labels, settings, callback=on_step)
 
-    def show(latest: Progress) -> tuple[Any, Any, Any, str, tuple[str, str]]:
+    def show(latest: Progress) -> tuple[Picture, None, None, str]:
         info: StepInfo = latest.detail
         preview = pictures.image_grid(to_uint8(info.pred_x0)[order], nrow=columns, scale=GRID_SCALE, pad=1)
         where = f"step {info.index + 1} of {info.total}: the model's current x̂₀"
         alt = f"Sampling in progress, {where} for {len(labels)} digits ({which}), one column per digit."
-        return preview, None, None, where, (alt, "")
+        return Picture(preview, alt), None, None, where
 
-    result = yield from watch(request, work, 5, progress, "denoising", show)
+    result = yield from watch(request, work, 4, progress, "denoising", show)
     images, labels_np = to_uint8(result.images), result.labels.numpy()
     verdicts = _verdict_sheet(images, labels_np, k)
     folder = request_folder("samples")
@@ -302,7 +299,7 @@ def sample_digits(
         f"Denoising animation, {len(frames)} frames: the noisy x_t on the left and the model's x̂₀ on the right "
         f"turn from noise into the {len(images)} digits of the sheet."
     )
-    yield verdicts.image, str(gif), [str(png), str(gif), str(npz)], summary, (sheet_alt, gif_alt)
+    yield Picture(verdicts.image, sheet_alt), Picture(str(gif), gif_alt), [str(png), str(gif), str(npz)], summary
 
 
 def _listed(items: Sequence[str], most: int = 8) -> str:
@@ -349,13 +346,13 @@ def _run_all(
     return results
 
 
-@friendly_errors
+@picture_view
 def guidance_sweep(
     classes: Any, per_class: Any, ws_text: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any,
     mid_guidance: Any = True, request: gr.Request | None = None, progress: gr.Progress = gr.Progress(),
-) -> Iterator[tuple[Any, Any, str, tuple[str, str]]]:  # fmt: skip
-    """The same starting noise at several w: a sheet (rows = w, columns = class), accuracy/diversity vs w, a note
-    with every row's numbers as a table, and the alt texts of the sheet and the plot."""
+) -> Iterator[tuple[Picture, Picture, str]]:  # fmt: skip
+    """The same starting noise at several w: a sheet (rows = w, columns = class) and accuracy/diversity vs w, each
+    with its alt text, and a note with every row's numbers as a table."""
     ws = _parse_ws(ws_text)
     labels = _labels(classes, per_class)
     loaded = state.model_for(request)
@@ -376,7 +373,7 @@ def guidance_sweep(
     check_work(images, "sweep")
     results = yield from watch(
         request, lambda report: _run_all(report, [(m, st) for _, m, st in runs], labels, noise, steps),
-        4, progress, "sweeping w",
+        3, progress, "sweeping w",
     )  # fmt: skip
     rows, captions = [], []
     curves: dict[str, dict[str, list[float]]] = {"accuracy": {}, "diversity": {}}
@@ -433,15 +430,15 @@ def guidance_sweep(
         f"Line plot against the guidance weight w from {min(ws):g} to {max(ws):g}: classifier accuracy (top) and "
         f"diversity (bottom) for {' and '.join(curves['accuracy'])}. The values are in the table beside it."
     )
-    yield sheet, plot, note, (sheet_alt, plot_alt)
+    yield Picture(sheet, sheet_alt), Picture(plot, plot_alt), note
 
 
-@friendly_errors
+@picture_view
 def compare_samplers(
     classes: Any, w: Any, seed: Any, request: gr.Request | None = None, progress: gr.Progress = gr.Progress()
-) -> Iterator[tuple[Any, str, tuple[str]]]:
-    """DDPM over all T, DDIM and DPM-Solver++ at several step counts, all from the same x_T: the rows, a note with
-    each row's time and accuracy as a table, and the sheet's alt text."""
+) -> Iterator[tuple[Picture, str]]:
+    """DDPM over all T, DDIM and DPM-Solver++ at several step counts, all from the same x_T: the rows (with their
+    alt text), and a note with each row's time and accuracy as a table."""
     labels = _labels(classes, 1)
     loaded = state.model_for(request)
     seed = parse_seed(seed)
@@ -459,7 +456,7 @@ def compare_samplers(
     check_work(images, "comparison")
     results = yield from watch(
         request, lambda report: _run_all(report, [(m, st) for *_, m, st in runs], labels, noise, steps),
-        3, progress, "sampling",
+        2, progress, "sampling",
     )  # fmt: skip
     rows, captions, lines = [], [], []
     for (name, detail, _, _), result in zip(runs, results, strict=True):
@@ -484,7 +481,7 @@ def compare_samplers(
         f"sampler: {', '.join(caption.split(':')[0] for caption in captions)}. Each row's time and accuracy "
         "are in the table below."
     )
-    yield pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note, (alt,)
+    yield Picture(pictures.labelled_rows(rows, captions, scale=GRID_SCALE), alt), note
 
 
 def _live_request(classes: Any, w: Any, seed: Any) -> SampleRequest:
@@ -543,10 +540,10 @@ def live_first_view(classes: Any, w: Any, seed: Any) -> tuple[Any, str]:
     return images[0], notes[0]
 
 
-@friendly_errors
-def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[np.ndarray, str, tuple[str]]:
+@picture_view
+def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[Picture, str]:
     """The same starting noise through the student (a few one-pass steps) and the teacher's full sampler: the two
-    rows, a note with each row's numbers as a table, and the sheet's alt text."""
+    rows (with their alt text), and a note with each row's numbers as a table."""
     request = _live_request(classes, w, seed)
     labels = validate_labels(list(request.labels))
     student, teacher = state.student(), state.teacher()
@@ -578,11 +575,15 @@ def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[np.ndarray,
         f"Two rows of digits ({_class_list(request.labels)}) from the same starting noise at w = {request.w:g}: "
         f"the {STUDENT_LABEL} on top, the teacher below. Their steps, time and accuracy are in the table below."
     )
-    return pictures.labelled_rows(rows, captions, scale=GRID_SCALE), note, (alt,)
+    return Picture(pictures.labelled_rows(rows, captions, scale=GRID_SCALE), alt), note
 
 
 def live_alt_text(note: Any, classes: Any) -> Any:
-    """The live grid's alt text, set when its note changes (the grid is slider-driven; the note has the numbers)."""
+    """The live grid's alt text, set when its note changes (the note has the numbers).
+
+    Not a :func:`picture_view`: in a batched event Gradio applies every request's update to the first request's
+    session, so :func:`live_digits` returns plain pictures and this follows each page's own note.
+    """
     note = str(note or "")
     if not note.startswith("w ="):  # a refusal (⚠️ …) or nothing yet: no picture to describe
         return gr.update(alt_text=None)
@@ -593,15 +594,10 @@ def live_alt_text(note: Any, classes: Any) -> Any:
     return gr.update(alt_text=f"Digits {digits} drawn live by the {STUDENT_LABEL} from one starting noise at {note}")
 
 
-def _follow_alt_texts(texts: gr.State, images: Sequence[gr.Image]) -> None:
-    """Set each picture's alt text whenever the handler that drew it puts new ones in ``texts``."""
-    texts.change(set_alt_texts, texts, list(images), api_visibility="private", queue=False, show_progress="hidden")
-
-
 def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.components.Component]:
     """Lay out tab 4 and wire its events; returns its linkable controls by query-parameter name.
 
-    ``link`` is the page's deep-link State: when a link has set the controls, its change redraws the live grid
+    ``link`` is this tab's deep-link State: when a link has set the controls, its change redraws the live grid
     (the main sheet and the accordions wait for their buttons, as they do after any other change).
     """
     gr.Markdown(LIVE_INTRO.replace("STEPS", str(state.student_steps())), latex_delimiters=LATEX)
@@ -684,8 +680,6 @@ def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.com
         compare_go = gr.Button("Compare DDPM, DDIM and DPM-Solver++", elem_id="compare-go")
         compare_sheet = output_image("one row per sampler", fmt="png")
         compare_note = gr.Markdown(latex_delimiters=LATEX)
-    # Alt texts of the button-driven pictures: each handler's last output (see the module's docstring).
-    sample_alts, sweep_alts, compare_alts, teacher_alts = gr.State(), gr.State(), gr.State(), gr.State()
 
     live_inputs = [live_classes, live_w, live_seed]
     live = {"concurrency_limit": 2, "concurrency_id": "live", "show_progress": "hidden", "queue": True}
@@ -699,26 +693,18 @@ def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.com
     live_note.change(live_alt_text, [live_note, live_classes], live_grid, api_visibility="private", queue=False,
                      show_progress="hidden")  # fmt: skip
     live_new_noise.click(next_seed, live_seed, live_seed, api_visibility="private", queue=False)
+    # Each button runs its handler's page twin (pictures with their alt text); API clients call the handler by its
+    # name, which no page event triggers (see picture_events). All share the sampling budget.
     sampling = {"concurrency_limit": 2, "concurrency_id": "sampling"}
-    compare_teacher.click(teacher_beside_student, live_inputs, [teacher_sheet, teacher_note, teacher_alts],
-                          api_name="teacher_beside_student", **sampling)  # fmt: skip
-
-    event = go.click(
-        sample_digits, [classes, per_class, w, sampler, sampler_steps, eta, seed, mid_guidance],
-        [sheet, gif, files, summary, sample_alts], api_name="sample_digits", **sampling,
-    )  # fmt: skip
+    teacher_outputs = [teacher_sheet, teacher_note]
+    picture_events(teacher_beside_student, [compare_teacher.click], live_inputs, teacher_outputs, **sampling)
+    settings = [sampler, sampler_steps, eta, seed, mid_guidance]
+    sample_inputs, sample_outputs = [classes, per_class, w, *settings], [sheet, gif, files, summary]
+    event = picture_events(sample_digits, [go.click], sample_inputs, sample_outputs, **sampling)
     cancel.click(None, None, None, cancels=[event])
-    sweep_go.click(
-        guidance_sweep, [classes, sweep_per_class, ws, sampler, sampler_steps, eta, seed, mid_guidance],
-        [sweep_sheet, sweep_plot, sweep_note, sweep_alts], api_name="guidance_sweep", **sampling,
-    )  # fmt: skip
-    compare_go.click(
-        compare_samplers, [classes, w, seed], [compare_sheet, compare_note, compare_alts], api_name="compare_samplers",
-        **sampling,
-    )  # fmt: skip
-    for texts, images in ((sample_alts, [sheet, gif]), (sweep_alts, [sweep_sheet, sweep_plot]),
-                          (compare_alts, [compare_sheet]), (teacher_alts, [teacher_sheet])):  # fmt: skip
-        _follow_alt_texts(texts, images)
+    sweep_inputs, sweep_outputs = [classes, sweep_per_class, ws, *settings], [sweep_sheet, sweep_plot, sweep_note]
+    picture_events(guidance_sweep, [sweep_go.click], sweep_inputs, sweep_outputs, **sampling)
+    picture_events(compare_samplers, [compare_go.click], [classes, w, seed], [compare_sheet, compare_note], **sampling)
     return {
         "w": w, "seed": seed, "sampler": sampler, "steps": sampler_steps, "eta": eta, "per_class": per_class,
         "digits": classes, "mid": mid_guidance, "live_w": live_w,

@@ -239,6 +239,14 @@ def _training_message(status: JobStatus) -> str:
     )
 
 
+# The preview changes every few seconds while a run trains; the status line above it says at which step and how
+# well the classifier reads it, so its alt text says what it shows and points there.
+PREVIEW_ALT = (
+    "Preview of the model being trained: a grid of sampled digits, ten columns for the classes 0 to 9 and one row "
+    "per sample; the status above gives the training step and the classifier's accuracy on these digits."
+)
+
+
 def _preview_image(status: JobStatus) -> np.ndarray | None:
     if status.preview is None:
         return None
@@ -435,7 +443,7 @@ def build_tab(demo: gr.Blocks) -> None:
         accuracy_plot = gr.LinePlot(x="step", y="accuracy (%)", y_lim=[0, 100], height=260, elem_id="train-accuracy",
                                     title=f"guided accuracy (100 digits, w = {SamplerSettings.w:g})")  # fmt: skip
         preview = gr.Image(label="preview: ten digits per class (columns 0–9), EMA weights", format="png",
-                           interactive=False, elem_id="train-preview")  # fmt: skip
+                           interactive=False, elem_id="train-preview", alt_text=PREVIEW_ALT)  # fmt: skip
     with gr.Row():
         use = gr.Button("Use the trained model", elem_id="train-use")
         download_trained = gr.Button("Download the trained model (.zip)")

@@ -103,6 +103,18 @@ def test_setting_T_does_not_clamp_the_links_t(visit) -> None:
     expect(page.locator("#forward-t input[type=number]")).to_have_value("100")
 
 
+def test_setting_T_on_the_oracle_tab_does_not_clamp_the_links_t(visit) -> None:
+    # The same link on the oracle tab, whose controls mount only when the link selects it: t = 100 must survive
+    # T's retarget (not the default 200 clamped to 149), in the slider and in the views drawn for it.
+    page = visit("?tab=oracle&schedule=cosine&T=150&t=100")
+    selected_tab(page, "Oracle reconstruction")
+    expect(page.locator("#oracle-T input[value='150']")).to_be_checked()
+    expect(page.locator("#oracle-schedule input[value=cosine]")).to_be_checked()
+    table = page.locator("[data-testid=markdown]:visible").filter(has=page.locator("table")).first
+    expect(table).to_contain_text("t = 100, seed 0")
+    expect(page.locator("#oracle-t input[type=number]")).to_have_value("100")
+
+
 def test_oracle_link_draws_the_oracle_tab(visit) -> None:
     page = visit("?tab=oracle&t=300&seed=5")
     selected_tab(page, "Oracle reconstruction")

@@ -83,7 +83,7 @@ def test_forward_view_outputs(example: str) -> None:
 def test_the_page_gets_the_same_pictures_with_alt_text_giving_the_numbers(example: str) -> None:
     t, seed = 250, 3
     plain = forward_tab.forward_view(example, t, "linear", 1000, seed)
-    page = forward_tab.forward_view_for_page(example, t, "linear", 1000, seed)
+    page = forward_tab.forward_view.for_page(example, t, "linear", 1000, seed)
     assert page[-1] == plain[-1]  # the Markdown is the same
     for update, pixels in zip(page[:5], plain[:5], strict=True):
         assert update["__type__"] == "update" and np.array_equal(update["value"], pixels)
@@ -103,7 +103,7 @@ def test_the_page_gets_the_same_pictures_with_alt_text_giving_the_numbers(exampl
     assert float(marker.group(1)) == pytest.approx(alpha_bar, abs=1e-4)
     assert float(marker.group(2)) == pytest.approx(math.log(alpha_bar / (1 - alpha_bar)), abs=0.01)
     # At t = 0 the step starts from x_0 itself.
-    assert "x_0 itself" in forward_tab.forward_view_for_page(example, 0, "linear", 1000, seed)[3]["alt_text"]
+    assert "x_0 itself" in forward_tab.forward_view.for_page(example, 0, "linear", 1000, seed)[3]["alt_text"]
 
 
 def test_forward_view_is_reproducible_and_seed_matters(example: str) -> None:

@@ -224,15 +224,31 @@ def _by_elem_id(components: list[Any], values: tuple[Any, ...]) -> dict[str, Any
     return {c.elem_id: v for c, v in zip(components, values, strict=True) if c.elem_id}
 
 
+def _redrawn(app_module: ModuleType, event: Any, result: tuple[Any, ...]) -> dict[str, Any]:
+    """The handlers a load's answer sets off through the States it sets (by name), with the value each State got.
+
+    The tabs redraw on their link State's change; a State the answer skips does not change, so its listeners
+    do not run.
+    """
+    fired: dict[str, Any] = {}
+    for component, value in zip(event.outputs, result, strict=True):
+        if isinstance(component, gr.State) and value != gr.skip():
+            for fn in app_module.demo.fns.values():
+                if (component._id, "change") in fn.targets:
+                    fired[fn.name] = value
+    return fired
+
+
 def test_the_app_opens_a_link_into_the_right_controls(app_module: ModuleType) -> None:
     event = _event(app_module, "open_link")
     request = SimpleNamespace(query_params={"tab": "forward", "schedule": "cosine", "T": "1000", "t": "500"})
     result = event.fn(request=request)
-    tabs, current, link, note = result[:4]
+    tabs, current, note = result[:3]
     assert isinstance(event.outputs[0], gr.Tabs) and tabs.selected == "forward"
     assert current == "forward"
-    assert link == {"tab": "forward", "schedule": "cosine", "T": 1000, "t": 500}
     assert note == gr.skip()
+    link = {"tab": "forward", "schedule": "cosine", "T": 1000, "t": 500}
+    assert _redrawn(app_module, event, result) == {"forward_view_for_page": link}
     shown = _by_elem_id(event.outputs, result)
     assert (shown["forward-schedule"], shown["forward-T"], shown["forward-t"]) == ("cosine", 1000, 500)
     assert shown["oracle-t"] == gr.skip() and shown["sample-w"] == gr.skip()  # other tabs are left alone
@@ -242,7 +258,7 @@ def test_the_app_knows_every_tabs_controls(app_module: ModuleType) -> None:
     event = _event(app_module, "open_link")
     query = "tab=sample&w=5&seed=3&sampler=ddim&steps=20&eta=0.5&per_class=2&digits=1,3&mid=0&live_w=2"
     result = event.fn(request=SimpleNamespace(query_params=query_params(query)))
-    assert result[1] == "sample" and result[3] == gr.skip()  # nothing ignored
+    assert result[1] == "sample" and result[2] == gr.skip()  # nothing ignored
     shown = _by_elem_id(event.outputs, result)
     assert (shown["sample-w"], shown["sample-sampler"], shown["sample-classes"], shown["sample-mid-guidance"]) == (
         5.0, "ddim", ["1", "3"], False,
@@ -255,11 +271,64 @@ def test_the_app_knows_every_tabs_controls(app_module: ModuleType) -> None:
 def test_the_app_shows_a_note_for_a_bad_link_and_nothing_for_no_link(app_module: ModuleType) -> None:
     event = _event(app_module, "open_link")
     result = event.fn(request=SimpleNamespace(query_params={"tab": "sample", "w": "99"}))
-    note = result[3]
+    note = result[2]
     assert isinstance(note, gr.Markdown) and note.visible is True and "w=`99`" in note.value
     for query in ({}, {"__theme": "dark"}):
         assert all(value == gr.skip() for value in event.fn(request=SimpleNamespace(query_params=query)))
     assert all(value == gr.skip() for value in event.fn(request=None))
+
+
+@pytest.mark.parametrize(
+    ("query", "redrawn"),
+    [
+        ("tab=sample&w=5", {"live_digits"}),  # the Sample tab's live grid, and nothing on the image tabs
+        ("tab=oracle&t=7", {"oracle_view_for_page", "error_curve_for_page"}),
+        ("tab=forward&t=7", {"forward_view_for_page"}),
+        ("t=7", {"forward_view_for_page"}),  # no tab: Forward noise
+        ("tab=train", set()),  # nothing there to redraw
+    ],
+)
+def test_a_link_redraws_only_the_tab_it_opens(app_module: ModuleType, query: str, redrawn: set[str]) -> None:
+    event = _event(app_module, "open_link")
+    result = event.fn(request=SimpleNamespace(query_params=query_params(query)))
+    fired = _redrawn(app_module, event, result)
+    assert set(fired) == redrawn
+    assert all(value["tab"] == query_params(query).get("tab", "forward") for value in fired.values())
+
+
+def test_a_link_sets_t_before_T(app_module: ModuleType) -> None:
+    # The page applies the outputs in order, firing each one's change; T's change clamps t into 0 … T−1, so T must
+    # come after t, or ?T=150&t=100 would clamp the old t = 200 to 149 over the link's 100 (see test_deep_links).
+    order = [c.elem_id for c in _event(app_module, "open_link").outputs]
+    for tab in ("forward", "oracle"):
+        assert order.index(f"{tab}-t") < order.index(f"{tab}-T")
+    oracle = _event(app_module, "open_link").fn(
+        request=SimpleNamespace(query_params={"tab": "oracle", "T": "150", "t": "100"})
+    )
+    shown = _by_elem_id(_event(app_module, "open_link").outputs, oracle)
+    assert (shown["oracle-T"], shown["oracle-t"]) == (150, 100)
+
+
+def test_flat_puts_t_first_within_each_tab() -> None:
+    with gr.Blocks():
+        with gr.Tab("A") as a:
+            schedule = gr.Radio(["linear", "cosine"], value="linear")
+            T = gr.Radio([1000, 150], value=1000)
+            t = gr.Slider(0, 999, value=200, step=1)
+        with gr.Tab("B") as b:
+            w = gr.Slider(0, 8, value=1.5, step=0.1)
+    layout = LinkLayout.of({"a": a, "b": b}, {"a": {"schedule": schedule, "T": T, "t": t}, "b": {"w": w}})
+    assert [(tab, name) for tab, name, _ in layout.flat()] == [("a", "t"), ("a", "schedule"), ("a", "T"), ("b", "w")]
+    assert layout.query("a", {"schedule": "cosine", "T": 150, "t": 100}) == "tab=a&schedule=cosine&T=150&t=100"
+
+
+def test_wire_refuses_a_link_state_for_a_tab_that_does_not_exist() -> None:
+    with gr.Blocks() as demo:
+        with gr.Tabs() as tabs:
+            with gr.Tab("A") as a:
+                t = gr.Slider(0, 9, value=0, step=1)
+        with pytest.raises(ValueError, match="link States given for tabs that do not exist: b"):
+            links.wire(demo, tabs, {"a": a}, {"a": {"t": t}}, {"b": gr.State()}, links.build_bar(), links.build_note())
 
 
 def test_the_copy_button_writes_the_current_tabs_link(app_module: ModuleType) -> None:

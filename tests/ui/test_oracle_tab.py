@@ -39,7 +39,7 @@ def test_oracle_view_panels_and_errors(example: str) -> None:
 
 def test_the_page_gets_the_oracle_panels_with_alt_text_giving_the_numbers(example: str) -> None:
     panels, table = oracle_tab.oracle_view(example, 700, "linear", 1000, 1)
-    update, same_table = oracle_tab.oracle_view_for_page(example, 700, "linear", 1000, 1)
+    update, same_table = oracle_tab.oracle_view.for_page(example, 700, "linear", 1000, 1)
     assert same_table == table and np.array_equal(update["value"], panels)
     alt = update["alt_text"]
     assert alt.startswith("Four panels at t = 700 of 1000, linear schedule, seed 1:")
@@ -52,13 +52,13 @@ def test_the_page_gets_the_oracle_panels_with_alt_text_giving_the_numbers(exampl
 
 def test_the_error_curve_alt_text_names_the_marker(example: str) -> None:
     plot = oracle_tab.error_curve(example, 140, "linear", 150, 0)
-    update = oracle_tab.error_curve_for_page(example, 140, "linear", 150, 0)
+    update = oracle_tab.error_curve.for_page(example, 140, "linear", 150, 0)
     assert np.array_equal(update["value"], plot)
     alt = update["alt_text"]
     assert "linear schedule, T = 150, seed 0" in alt and "At the marker, t = 140: x_t has L1" in alt
     l1 = float(re.search(r"x_t has L1 ([0-9.e+-]+) and PSNR (-?[0-9.]+) dB", alt).group(1))
     psnr = float(re.search(r"PSNR (-?[0-9.]+) dB\.", alt).group(1))
-    early = oracle_tab.error_curve_for_page(example, 10, "linear", 150, 0)["alt_text"]
+    early = oracle_tab.error_curve.for_page(example, 10, "linear", 150, 0)["alt_text"]
     assert float(re.search(r"x_t has L1 ([0-9.e+-]+)", early).group(1)) < l1  # more noise, further from x₀
     assert float(re.search(r"PSNR (-?[0-9.]+) dB\.", early).group(1)) > psnr
 
@@ -98,7 +98,7 @@ def test_model_vs_oracle_and_loss_curve() -> None:
 @pytest.mark.usefixtures("tiny_live")
 def test_model_vs_oracle_alt_text_matches_the_note() -> None:
     strip, note = oracle_tab.model_vs_oracle(3, 0, 25, 0)
-    update, same_note = oracle_tab.model_vs_oracle_for_page(3, 0, 25, 0)
+    update, same_note = oracle_tab.model_vs_oracle.for_page(3, 0, 25, 0)
     assert same_note == note and np.array_equal(update["value"], strip)
     alt = update["alt_text"]
     assert "held-out digit 3 (example 0) at t = 25 of the model's 50 steps, seed 0" in alt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -18,13 +19,16 @@ from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import classify, diversity
 from ddpm_core.data import to_model_range
 from ddpm_core.sampling import MID_INTERVAL, NO_INTERVAL, SamplerSettings, sample
-from ddpm_ui import sample_tab, state
+from ddpm_ui import heavy, sample_tab, state
 
 pytestmark = pytest.mark.usefixtures("tiny_live")
 
+# The button-driven handlers and how many outputs each has: pictures, then files and text (no State).
+BUTTON_HANDLERS = {"sample_digits": 4, "guidance_sweep": 3, "compare_samplers": 2, "teacher_beside_student": 2}
+
 
 def test_sampling_returns_sheet_gif_and_files() -> None:
-    sheet, gif, files, summary, alts = last(sample_tab.sample_digits(["2", "5", "9"], 2, 3.0, "ddim", 6, 0.0, 7))
+    sheet, gif, files, summary = last(sample_tab.sample_digits(["2", "5", "9"], 2, 3.0, "ddim", 6, 0.0, 7))
     assert sheet.ndim == 3 and sheet.shape[2] == 3
     frames = iio.imread(gif, index=None)
     assert frames.shape[0] == 6  # one frame per recorded step (every step: 6 < 25)
@@ -34,9 +38,72 @@ def test_sampling_returns_sheet_gif_and_files() -> None:
         assert f["images"].shape == (6, 28, 28) and f["images"].dtype == np.uint8
         assert f["labels"].tolist() == [2, 2, 5, 5, 9, 9]
     assert "6 digits" in summary and "seed 7" in summary and "6 frames" in summary
-    sheet_alt, gif_alt = alts
-    assert "6 sampled digits (2, 5 and 9, 2 per class) at w = 3 with ddim, seed 7" in sheet_alt
-    assert "Denoising animation, 6 frames" in gif_alt
+
+
+def test_the_page_gets_the_same_sampling_with_alt_texts_in_the_same_update() -> None:
+    args = (["2", "5", "9"], 2, 3.0, "ddim", 6, 0.0, 7)
+    api_sheet, api_gif, _, api_summary = last(sample_tab.sample_digits(*args))
+    sheet, gif, files, summary = last(sample_tab.sample_digits.for_page(*args))
+    assert sheet["__type__"] == gif["__type__"] == "update"
+    assert np.array_equal(sheet["value"], api_sheet)  # same seed, same digits
+    assert np.array_equal(iio.imread(gif["value"], index=None), iio.imread(api_gif, index=None))
+    assert [Path(f).suffix for f in files] == [".png", ".gif", ".npz"] and files[1] == gif["value"]
+    assert summary.split("\n\n")[-1] == api_summary.split("\n\n")[-1]  # the same verdict table (timings differ)
+    assert sheet["alt_text"].startswith("6 sampled digits (2, 5 and 9, 2 per class) at w = 3 with ddim, seed 7")
+    assert gif["alt_text"].startswith("Denoising animation, 6 frames")
+
+
+@pytest.fixture
+def held_sampling(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Sampling that stops after its first step until the returned event is set, so the handlers must stream."""
+    monkeypatch.setattr(heavy, "STREAM_EVERY_S", 0.01)
+    go_on, real = threading.Event(), sample_tab.sample
+
+    def held(*args, callback=None, **kwargs):
+        def first_step_then_wait(info):
+            callback(info)
+            if info.index == 0:
+                go_on.wait(60)
+
+        return real(*args, callback=first_step_then_wait if callback else None, **kwargs)
+
+    monkeypatch.setattr(sample_tab, "sample", held)
+    return go_on
+
+
+def is_skip(value: object) -> bool:
+    return isinstance(value, dict) and value == gr.skip()
+
+
+STREAMING = {
+    "sample_digits": (["2", "5"], 1, 3.0, "ddim", 4, 0.0, 7),
+    "guidance_sweep": (["2", "5"], 2, "1, 2", "ddim", 4, 0.0, 7),
+    "compare_samplers": (["2", "5"], 3.0, 7),
+}
+
+
+@pytest.mark.parametrize("name", list(STREAMING))
+@pytest.mark.parametrize("for_page", [False, True], ids=["api", "page"])
+def test_streamed_values_have_the_handlers_own_outputs(name: str, for_page: bool, held_sampling) -> None:
+    """While the work runs, every value streamed (the page left as it is, or a preview) fills exactly the outputs."""
+    handler = getattr(sample_tab, name)
+    stream = (handler.for_page if for_page else handler)(*STREAMING[name])
+    while True:  # until the first step's report is in (the work then waits for the event)
+        streamed = next(stream)
+        assert len(streamed) == BUTTON_HANDLERS[name], streamed
+        if name != "sample_digits" or not is_skip(streamed[0]):
+            break
+    held_sampling.set()
+    *rest, final = list(stream)
+    assert all(len(value) == BUTTON_HANDLERS[name] for value in rest) and len(final) == BUTTON_HANDLERS[name]
+    if name == "sample_digits":  # the preview: the model's current x̂₀, with an alt text that says so on the page
+        preview, gif, files, where = streamed
+        assert (gif, files) == (None, None) and where.startswith("step 1 of 4: the model's current x̂₀")
+        if for_page:
+            alt = f"Sampling in progress, {where} for 2 digits (2 and 5), one column per digit."
+            assert preview["alt_text"] == alt
+            preview = preview["value"]
+        assert isinstance(preview, np.ndarray) and preview.shape[1] > preview.shape[0] >= 28 * 3  # two digits, 3×
 
 
 def reading(path: str) -> tuple[list[int], list[int], list[float]]:
@@ -48,7 +115,8 @@ def reading(path: str) -> tuple[list[int], list[int], list[float]]:
 
 
 def test_every_verdict_is_text_with_a_mark_not_only_a_colour() -> None:
-    *_, files, summary, (sheet_alt, _) = last(sample_tab.sample_digits(["1", "4", "8"], 3, 2.0, "dpmpp", 4, 0.0, 5))
+    sheet, _, files, summary = last(sample_tab.sample_digits.for_page(["1", "4", "8"], 3, 2.0, "dpmpp", 4, 0.0, 5))
+    sheet_alt = sheet["alt_text"]
     asked, read, sure = reading(files[2])
     rows = [line for line in summary.splitlines() if line.startswith("| ") and "digit asked" not in line]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "4", "8"]  # one row per class, in order
@@ -102,16 +170,16 @@ def test_sheet_colours_and_marks_follow_the_verdict() -> None:
     ],
 )
 def test_bad_sampling_input_gets_a_message(args: tuple, message: str) -> None:
-    with pytest.raises(gr.Error) as excinfo:
-        last(sample_tab.sample_digits(*args))
-    assert message in error_text(excinfo)
+    for handler in (sample_tab.sample_digits, sample_tab.sample_digits.for_page):
+        with pytest.raises(gr.Error) as excinfo:
+            last(handler(*args))
+        assert message in error_text(excinfo)
 
 
 def test_guidance_sweep_rows_plot_and_table() -> None:
-    sheet, plot, note, (sheet_alt, plot_alt) = last(
-        sample_tab.guidance_sweep(["0", "1"], 2, "0, 1, 4", "dpmpp", 5, 0.0, 0)
-    )
-    assert sheet.ndim == 3 and plot.ndim == 3
+    sheet, plot, note = last(sample_tab.guidance_sweep.for_page(["0", "1"], 2, "0, 1, 4", "dpmpp", 5, 0.0, 0))
+    assert sheet["value"].ndim == 3 and plot["value"].ndim == 3
+    sheet_alt, plot_alt = sheet["alt_text"], plot["alt_text"]
     # the tiny model is the page's; the student runs at w ≤ its top (5), so at all three w: six rows
     assert "6 rows of digits (0 and 1, the first sample of each)" in sheet_alt
     assert "w = 0, w = 0 (distilled student), w = 1, w = 1 (distilled student), w = 4" in sheet_alt
@@ -124,8 +192,9 @@ def test_guidance_sweep_rows_plot_and_table() -> None:
 
 
 def test_sampler_comparison_lists_every_sampler() -> None:
-    sheet, note, (alt,) = last(sample_tab.compare_samplers(["3", "8"], 3.0, 0))
-    assert sheet.ndim == 3
+    sheet, note = last(sample_tab.compare_samplers.for_page(["3", "8"], 3.0, 0))
+    assert sheet["value"].ndim == 3
+    alt = sheet["alt_text"]
     labels = ("DDPM 50 steps", "DDIM 50 steps", "DDIM 10 steps", "DPMPP 15 steps", "DPMPP 6 steps")
     rows = [line for line in note.splitlines() if line.startswith("| ") and "sampler |" not in line]
     assert [row.split("|")[1].strip() for row in rows][:5] == list(labels)  # one table row per picture row
@@ -174,27 +243,31 @@ def test_live_guidance_draws_each_request_as_it_would_alone_and_reports_bad_ones
 
 
 def test_teacher_beside_student_from_the_same_noise() -> None:
-    sheet, note, (alt,) = sample_tab.teacher_beside_student(["1", "7"], 2.0, 3)
+    sheet, note = sample_tab.teacher_beside_student(["1", "7"], 2.0, 3)
     assert sheet.ndim == 3 and "same $x_T$ (seed 3)" in note and "DPM-Solver++ for 10 steps" in note
     rows = [line.split("|")[1:-1] for line in note.splitlines() if line.startswith("| ") and "row |" not in line]
     assert [row[0].strip() for row in rows] == ["distilled student", "teacher (tiny-digits)"]
     assert [int(row[1]) for row in rows] == [state.student_steps(), 10]  # steps
     assert [int(row[2]) for row in rows] == [state.student_steps(), 20]  # passes per digit: the teacher asks twice
-    assert "Two rows of digits (1 and 7) from the same starting noise at w = 2" in alt
-    with pytest.raises(gr.Error) as excinfo:
-        sample_tab.teacher_beside_student(["1"], 7.5, 0)
-    assert "between 0 and 5 (the range the student was distilled for)" in error_text(excinfo)
+    on_page, same_note = sample_tab.teacher_beside_student.for_page(["1", "7"], 2.0, 3)
+    assert on_page["value"].shape == sheet.shape  # the same rows (their captions give times, which differ)
+    assert same_note.split("|")[0] == note.split("|")[0]
+    assert on_page["alt_text"].startswith("Two rows of digits (1 and 7) from the same starting noise at w = 2")
+    for handler in (sample_tab.teacher_beside_student, sample_tab.teacher_beside_student.for_page):
+        with pytest.raises(gr.Error) as excinfo:
+            handler(["1"], 7.5, 0)
+        assert "between 0 and 5 (the range the student was distilled for)" in error_text(excinfo)
 
 
 def test_sweep_and_comparison_include_the_student() -> None:
-    _, _, note, _ = last(sample_tab.guidance_sweep(["2", "6"], 2, "1, 4, 8", "dpmpp", 5, 0.0, 0))
+    _, _, note = last(sample_tab.guidance_sweep(["2", "6"], 2, "1, 4, 8", "dpmpp", 5, 0.0, 0))
     lines = [line for line in note.splitlines() if line.startswith("| ") and "w |" not in line]
     rows = {line.split("|")[1].strip(): line for line in lines}
     assert rows["1"].count("%") == 2 and rows["4"].count("%") == 2  # this page's model's and the student's accuracy
     assert rows["8"].count("%") == 1 and "–" in rows["8"]  # beyond the student's range: the teacher only
-    _, compare_note, _ = last(sample_tab.compare_samplers(["3", "8"], 3.0, 0))
+    _, compare_note = last(sample_tab.compare_samplers(["3", "8"], 3.0, 0))
     assert f"distilled student {state.student_steps()} steps" in compare_note
-    _, beyond, _ = last(sample_tab.compare_samplers(["3"], 7.0, 0))
+    _, beyond = last(sample_tab.compare_samplers(["3"], 7.0, 0))
     assert "distilled student" not in beyond.split("| sampler")[1]
 
 
@@ -209,7 +282,7 @@ def test_live_guidance_over_the_api(gradio_client) -> None:
 
 
 def test_sweep_and_comparison_over_the_api_return_what_they_did(gradio_client) -> None:
-    """The alt texts travel in a State, which Gradio's client leaves out: the API returns the pictures as before."""
+    """The API returns the pictures alone (their alt texts are for the page's twins)."""
     sheet, plot, note = gradio_client.predict(["0"], 2, "1, 2", "dpmpp", 3, 0.0, 0, True, api_name="/guidance_sweep")
     assert Path(sheet).suffix == Path(plot).suffix == ".png" and "| 2 |" in note
     sheet, note = gradio_client.predict(["1"], 3.0, 0, api_name="/compare_samplers")
@@ -224,10 +297,12 @@ def test_live_grid_alt_text_follows_its_note() -> None:
     assert sample_tab.live_alt_text(refusal, [])["alt_text"] is None  # no picture, nothing to describe
 
 
-def test_alt_texts_go_to_their_pictures() -> None:
-    first, second = sample_tab.set_alt_texts(("sheet alt", "gif alt"))
-    assert first == gr.update(alt_text="sheet alt") and second == gr.update(alt_text="gif alt")
-    assert sample_tab.set_alt_texts(("only",)) == gr.update(alt_text="only")
+def test_the_api_returns_the_original_outputs_and_hides_the_page_twins(gradio_client) -> None:
+    api = gradio_client.view_api(return_format="dict", print_info=False)
+    returns = {name: len(api["named_endpoints"][f"/{name}"]["returns"]) for name in BUTTON_HANDLERS}
+    assert returns == BUTTON_HANDLERS
+    named = set(api["named_endpoints"]) | set(api["unnamed_endpoints"])
+    assert not any("for_page" in str(name) for name in named)
 
 
 def build(link: bool) -> tuple[gr.Blocks, dict, gr.State | None]:
@@ -235,6 +310,23 @@ def build(link: bool) -> tuple[gr.Blocks, dict, gr.State | None]:
         state_ = gr.State(None) if link else None
         controls = sample_tab.build_tab(demo, link=state_)
     return demo, controls, state_
+
+
+def test_each_button_runs_its_page_twin_and_the_api_event_has_no_trigger() -> None:
+    demo, _, _ = build(link=False)
+    by_name = {fn.name: fn for fn in demo.fns.values()}
+    assert not any(isinstance(block, gr.State) for block in demo.blocks.values())  # no alt-text State left
+    buttons = {"sample_digits": "sample-go", "guidance_sweep": "sweep-go", "compare_samplers": "compare-go",
+               "teacher_beside_student": "live-teacher"}  # fmt: skip
+    for name, outputs in BUTTON_HANDLERS.items():
+        api, page = by_name[name], by_name[f"{name}_for_page"]
+        assert api.api_name == name and api.targets == [] and api.api_visibility == "public"
+        assert page.api_visibility == "private" and len(page.outputs) == len(api.outputs) == outputs
+        (target,) = page.targets
+        assert (demo.blocks[target[0]].elem_id, target[1]) == (buttons[name], "click")
+        assert api.concurrency_id == page.concurrency_id == "sampling"
+    (cancel,) = [fn for fn in demo.fns.values() if fn.cancels]
+    assert cancel.cancels == [by_name["sample_digits_for_page"]._id]  # Cancel stops what the page started
 
 
 def test_linkable_controls_are_returned_by_name() -> None:
@@ -287,7 +379,7 @@ def test_presets_fit_the_controls_and_fill_them_without_running() -> None:
 
 def test_presets_run_through_the_handler() -> None:
     for preset in sample_tab.PRESETS:
-        *_, summary, _ = last(sample_tab.sample_digits(
+        *_, summary = last(sample_tab.sample_digits(
             ["3"], preset.per_class, preset.w, preset.sampler, preset.steps, preset.eta, 0, preset.mid_guidance,
         ))  # fmt: skip
         assert f"{preset.per_class} digits" in summary and f"{preset.sampler}, w = {preset.w:g}" in summary
