@@ -266,7 +266,7 @@ def file_path(payload: Any) -> str:
     return payload if isinstance(payload, str) else ""
 
 
-NO_IMAGE = "Please upload an image first (or use the example)."
+NO_IMAGE = "Please upload an image first (or pick one of the example photos)."
 NOT_RECEIVED = "This image is not one the app received; please upload it again."
 
 

@@ -155,5 +155,10 @@ def test_the_project_builds_a_wheel_with_the_core_the_ui_and_the_scripts(tmp_pat
     assert {"app.py", "ddpm_core/sampling.py", "ddpm_core/cli/train.py", "ddpm_ui/sample_tab.py"} <= names
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
     pinned = [line.split("#")[0].strip() for line in (PYPROJECT.parent / "requirements.txt").read_text().splitlines()]
-    assert len(requires) - 5 == len([p for p in pinned if p])  # requirements.txt, plus the five dev extras
+    runtime = [r for r in requires if "extra ==" not in r]
+    dev = [r for r in requires if 'extra == "dev"' in r]
+    assert len(runtime) == len([p for p in pinned if p])  # exactly requirements.txt
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    dev_listed = tomllib.loads(PYPROJECT.read_text())["project"]["optional-dependencies"]["dev"]
+    assert len(dev) == len(dev_listed) and len(requires) == len(runtime) + len(dev)
     assert "ddpm-sample = ddpm_core.cli.sample:main" in entry_points
