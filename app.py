@@ -57,6 +57,7 @@ def build_demo() -> gr.Blocks:
         # One State per tab that a deep link redraws (ddpm_ui.links): a link sets only its own tab's, so a link
         # to one tab recomputes no other tab's views.
         link = {tab_id: gr.State(None) for tab_id in ("forward", "oracle", "sample")}
+        model_card = train_tab.model_card_box()  # rendered in tab 3; tab 2 follows the page's model through it
         with gr.Row():
             with gr.Column(scale=4):
                 gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
@@ -66,9 +67,9 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Forward noise", id="forward") as forward:
                 forward_inputs = forward_tab.build_tab(demo, link=link["forward"])
             with gr.Tab("Oracle reconstruction", id="oracle") as oracle:
-                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link["oracle"])
+                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link["oracle"], model_card=model_card)
             with gr.Tab("Train or load", id="train") as train:
-                train_tab.build_tab(demo)  # nothing there for a link to set
+                train_tab.build_tab(demo, model_card)  # nothing there for a link to set
             with gr.Tab("Sample", id="sample") as sample:
                 sample_inputs = sample_tab.build_tab(demo, link=link["sample"])
         links.wire(

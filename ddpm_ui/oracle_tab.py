@@ -314,8 +314,13 @@ def _model_step_slider(t: Any, request: gr.Request | None = None) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
-def _model_section(tab: gr.Tab) -> None:
-    """Below the oracle: this page's model's ε and x̂₀ against the truth, and its loss against t."""
+def _model_section(tab: gr.Tab, model_card: gr.components.Component | None) -> None:
+    """Below the oracle: this page's model's ε and x̂₀ against the truth, and its loss against t.
+
+    The t slider spans the page's model's schedule; it is reset whenever ``model_card`` (tab 3's card, written by
+    every event that changes the page's model, and on load) changes. Not on the tab's select: an update of a
+    control inside a tab from that tab's select makes Gradio fire the select again, without end.
+    """
     gr.Markdown(MODEL_INTRO, latex_delimiters=LATEX)
     with gr.Row():
         digit = gr.Slider(0, 9, value=3, step=1, label="digit", elem_id="mvo-digit")
@@ -337,7 +342,9 @@ def _model_section(tab: gr.Tab) -> None:
         model_vs_oracle, [digit.input, index.input, step.input, seed.submit], inputs, outputs,
         trigger_mode="always_last", show_progress="minimal",
     )  # fmt: skip
-    tab.select(_model_step_slider, step, step, api_visibility="private", queue=False).then(
+    if model_card is not None:
+        model_card.change(_model_step_slider, step, step, api_visibility="private", queue=False)
+    tab.select(
         model_vs_oracle.for_page, inputs, outputs, api_visibility="private", show_progress="hidden",
         trigger_mode="always_last", concurrency_id="model_vs_oracle",
     )  # fmt: skip
@@ -346,12 +353,16 @@ def _model_section(tab: gr.Tab) -> None:
 
 
 def build_tab(
-    tab: gr.Tab, follow: dict[str, gr.components.Component], link: gr.State | None = None
+    tab: gr.Tab,
+    follow: dict[str, gr.components.Component],
+    link: gr.State | None = None,
+    model_card: gr.components.Component | None = None,
 ) -> dict[str, gr.components.Component]:
     """Lay out tab 2 and wire its events; returns its own inputs by query-parameter name.
 
     ``follow`` are tab 1's inputs, which this tab's copy tracks; ``link`` is this tab's deep-link State (see
-    :mod:`ddpm_ui.links`), whose change redraws the views after a link set the controls.
+    :mod:`ddpm_ui.links`), whose change redraws the views after a link set the controls; ``model_card`` is tab 3's
+    card of this page's model, which the model section's t slider follows.
     """
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
@@ -396,5 +407,5 @@ def build_tab(
         concurrency_limit=1,
         concurrency_id="oracle_chain",
     )
-    _model_section(tab)
+    _model_section(tab, model_card)
     return {"schedule": schedule, "T": T, "t": step, "seed": seed}

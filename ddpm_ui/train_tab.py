@@ -389,10 +389,19 @@ def end_session(request: gr.Request) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def build_tab(demo: gr.Blocks) -> None:
-    """Lay out tab 3 and wire its events (the model card fills in when a page loads)."""
+def model_card_box() -> gr.Markdown:
+    """This page's model card, made before the tabs (unrendered) so other tabs can follow it; tab 3 renders it.
+
+    Every event that changes the page's model writes the card, so its ``change`` says "this page's model changed".
+    """
+    return gr.Markdown(elem_id="model-info", render=False)
+
+
+def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
+    """Lay out tab 3 and wire its events (the model card ``info`` fills in when a page loads)."""
     gr.Markdown(INTRO, latex_delimiters=LATEX)
-    info = gr.Markdown(elem_id="model-info")
+    info = info if info is not None else model_card_box()
+    info.render()
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             gr.Markdown("#### Load or download a checkpoint")

@@ -4,6 +4,7 @@ captions, and the wiring (keyboard-friendly sliders, the controls handed to the 
 from __future__ import annotations
 
 import re
+from types import ModuleType
 
 import gradio as gr
 import numpy as np
@@ -123,6 +124,36 @@ def test_the_model_step_slider_spans_the_live_models_schedule() -> None:
     update = oracle_tab._model_step_slider(200)  # the shipped model has T = 250; the tiny one T = 50
     assert update["maximum"] == 49 and update["value"] == 49 and "T = 50" in update["label"]
     assert oracle_tab._model_step_slider(7)["value"] == 7
+
+
+CONTROLS = (gr.Slider, gr.Number, gr.Radio, gr.Checkbox, gr.CheckboxGroup, gr.Dropdown, gr.Textbox)
+
+
+def block(demo: gr.Blocks, elem_id: str) -> gr.components.Component:
+    return next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem_id)
+
+
+def test_the_model_t_slider_follows_the_pages_model_card(app_module: ModuleType) -> None:
+    """Every event that changes the page's model writes tab 3's card; the card's change resets the t slider."""
+    demo = app_module.demo
+    slider, card = block(demo, "mvo-t"), block(demo, "model-info")
+    triggers = [target for f in demo.fns.values() if slider in f.outputs for target in f.targets]
+    assert triggers == [(card._id, "change")]
+    model_changers = {"load_model", "load_from_hub", "use_shipped_model", "use_trained_model", "model_info"}
+    writes_card = {f.api_name for f in demo.fns.values() if card in f.outputs}
+    assert model_changers <= writes_card
+
+
+def test_no_tab_select_updates_a_control(app_module: ModuleType) -> None:
+    """Gradio fires a tab's select again when that select updates a control inside the tab, without end (seen in
+    Chromium: the model's t slider, reset on select, drew the oracle views several times a second)."""
+    demo = app_module.demo
+    tabs = {b._id for b in demo.blocks.values() if isinstance(b, gr.Tab)}
+    on_select = [f for f in demo.fns.values() if any(bid in tabs and ev == "select" for bid, ev in f.targets)]
+    assert len(on_select) >= 4  # the oracle views, the model strip and the links' tab tracking are found
+    for f in on_select:
+        controls = [o for o in f.outputs if isinstance(o, CONTROLS)]
+        assert not controls, f"{f.fn} updates {controls} on a tab's select"
 
 
 def test_the_tab_hands_its_own_controls_to_the_links_and_its_sliders_answer_the_keyboard() -> None:
