@@ -219,9 +219,7 @@ def _verdict_sheet(images: np.ndarray, labels: np.ndarray, per_class: int) -> Ve
 def _class_list(classes: Sequence[int]) -> str:
     """The classes as words: "0–9" for every digit, else e.g. "1, 3 and 7"."""
     chosen = sorted(set(classes))
-    if chosen == list(range(10)):
-        return "0–9"
-    return ", ".join(map(str, chosen[:-1])) + (" and " if len(chosen) > 1 else "") + str(chosen[-1])
+    return "0–9" if chosen == list(range(10)) else _listed([str(c) for c in chosen], most=len(chosen))
 
 
 @picture_view
@@ -532,12 +530,6 @@ def live_digits(classes: list[Any], ws: list[Any], seeds: list[Any]) -> tuple[li
                     f"({state.student_live_settings().steps} network passes{shared})."
                 )
     return images, notes
-
-
-def live_first_view(classes: Any, w: Any, seed: Any) -> tuple[Any, str]:
-    """The live view for one person, outside Gradio's batch (the page's own load goes through the batch too)."""
-    images, notes = live_digits([classes], [w], [seed])
-    return images[0], notes[0]
 
 
 @picture_view

@@ -56,16 +56,22 @@ def test_training_job_streams_progress_stops_quickly_and_saves() -> None:
     assert load_checkpoint(status.checkpoint).model.config == loaded.model.config
 
 
-def test_a_failing_run_reports_its_error_and_frees_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+def failed_run(monkeypatch: pytest.MonkeyPatch, error: Exception) -> TrainingJob:
+    """A job whose training raised ``error`` at once (``train`` patched), waited for until it ended."""
     import ddpm_core.training_job as job_mod
 
     def explode(*args, **kwargs):
-        raise FloatingPointError("loss became nan at step 3")
+        raise error
 
     monkeypatch.setattr(job_mod, "train", explode)
     job = TrainingJob()
     job.start(LONG_TINY, load_bundled(), owner="a")
     assert job.wait(timeout=10)
+    return job
+
+
+def test_a_failing_run_reports_its_error_and_frees_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = failed_run(monkeypatch, FloatingPointError("loss became nan at step 3"))
     assert "loss became nan" in (job.status().error or "")
     with pytest.raises(FileNotFoundError, match="saved no checkpoint"):
         job.load_result("a")
@@ -75,15 +81,7 @@ def test_a_failing_run_reports_its_error_and_frees_the_job(monkeypatch: pytest.M
 
 
 def test_an_unexpected_error_is_reported_without_its_internals(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ddpm_core.training_job as job_mod
-
-    def explode(*args, **kwargs):
-        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x7 and 9x3)")
-
-    monkeypatch.setattr(job_mod, "train", explode)
-    job = TrainingJob()
-    job.start(LONG_TINY, load_bundled(), owner="a")
-    assert job.wait(timeout=10)
+    job = failed_run(monkeypatch, RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x7 and 9x3)"))
     error = job.status().error or ""
     assert "unexpected error" in error and "mat1" not in error
 

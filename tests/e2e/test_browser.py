@@ -244,7 +244,7 @@ def test_drag_live_guidance_and_the_digits_follow(page, tmp_path: Path) -> None:
     from ddpm_ui import sample_tab
 
     shown = np.asarray(Image.open(fetch(page, image_src(grid), tmp_path / "live-end.png")).convert("L"), dtype=int)
-    expected, _ = sample_tab.live_first_view([str(c) for c in range(10)], final_w, 0)
+    (expected,), _ = sample_tab.live_digits([[str(c) for c in range(10)]], [final_w], [0])  # a batch of one
     at_start = np.asarray(Image.open(start_png).convert("L"), dtype=int)
     assert shown.shape == expected.shape
     assert np.abs(shown - expected.astype(int)).mean() < 2.0, "the final grid is not the final w's digits"

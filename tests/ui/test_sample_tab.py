@@ -227,6 +227,12 @@ def test_sample_and_load_endpoints_over_the_api(gradio_client, tiny_dir: Path) -
 ALL = [str(c) for c in range(10)]
 
 
+def live_view(classes: list[str], w: float, seed: int) -> tuple[np.ndarray | None, str]:
+    """The live grid and note for one person alone (a batch of one)."""
+    images, notes = sample_tab.live_digits([classes], [w], [seed])
+    return images[0], notes[0]
+
+
 def test_live_guidance_draws_each_request_as_it_would_alone_and_reports_bad_ones() -> None:
     images, notes = sample_tab.live_digits([ALL, [], ["3", "8"], ALL], [3.0, 2.0, 1.0, 9.0], [0, 0, 5, 0])
     assert images[0].shape[1] > images[0].shape[0] > 28 and images[2] is not None
@@ -234,11 +240,11 @@ def test_live_guidance_draws_each_request_as_it_would_alone_and_reports_bad_ones
     assert images[3] is None and "between 0 and 5 (the range the student was distilled for)" in notes[3]
     passes = f"{state.student_steps()} network passes"
     assert "10 digits" in notes[0] and passes in notes[0] and "together with 1 other" in notes[0]
-    alone, note = sample_tab.live_first_view(["3", "8"], 1.0, 5)
+    alone, note = live_view(["3", "8"], 1.0, 5)
     assert np.abs(alone.astype(int) - images[2].astype(int)).max() <= 1  # batching changes the cost, not the digits
     assert "2 digits" in note and "together" not in note
-    other_w, _ = sample_tab.live_first_view(["3", "8"], 4.0, 5)
-    other_seed, _ = sample_tab.live_first_view(["3", "8"], 1.0, 6)
+    other_w, _ = live_view(["3", "8"], 4.0, 5)
+    other_seed, _ = live_view(["3", "8"], 1.0, 6)
     assert not np.array_equal(other_w, alone) and not np.array_equal(other_seed, alone)
 
 
@@ -290,10 +296,10 @@ def test_sweep_and_comparison_over_the_api_return_what_they_did(gradio_client) -
 
 
 def test_live_grid_alt_text_follows_its_note() -> None:
-    _, note = sample_tab.live_first_view(["0", "4"], 2.5, 1)
+    _, note = live_view(["0", "4"], 2.5, 1)
     alt = sample_tab.live_alt_text(note, ["4", "0"])["alt_text"]
     assert alt.startswith("Digits 0 and 4 drawn live by the distilled student") and "w = 2.5, seed 1: 2 digits" in alt
-    _, refusal = sample_tab.live_first_view([], 2.5, 1)
+    _, refusal = live_view([], 2.5, 1)
     assert sample_tab.live_alt_text(refusal, [])["alt_text"] is None  # no picture, nothing to describe
 
 
