@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 
 from ddpm_core.runtime import default_precision, default_runtime
-from ddpm_ui import api_errors, forward_tab, image_cache, links, oracle_tab, sample_tab, train_tab
+from ddpm_ui import api_errors, forward_tab, image_cache, links, model_card, oracle_tab, sample_tab, train_tab
 from ddpm_ui.common import MAX_FILE_SIZE
 from ddpm_ui.state import warm_up
 
@@ -57,7 +57,8 @@ def build_demo() -> gr.Blocks:
         # One State per tab that a deep link redraws (ddpm_ui.links): a link sets only its own tab's, so a link
         # to one tab recomputes no other tab's views.
         link = {tab_id: gr.State(None) for tab_id in ("forward", "oracle", "sample")}
-        model_card = train_tab.model_card_box()  # rendered in tab 3; tab 2 follows the page's model through it
+        # rendered in tab 3; tabs 2-4 follow the page's model and dataset through it
+        card = model_card.model_card_box()
         with gr.Row():
             with gr.Column(scale=4):
                 gr.Markdown("# DDPM Playground\nDenoising diffusion, one equation at a time.")
@@ -67,11 +68,11 @@ def build_demo() -> gr.Blocks:
             with gr.Tab("Forward noise", id="forward") as forward:
                 forward_inputs = forward_tab.build_tab(demo, link=link["forward"])
             with gr.Tab("Oracle reconstruction", id="oracle") as oracle:
-                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link["oracle"], model_card=model_card)
+                oracle_inputs = oracle_tab.build_tab(oracle, forward_inputs, link=link["oracle"], model_card=card)
             with gr.Tab("Train or load", id="train") as train:
-                train_tab.build_tab(demo, model_card)  # nothing there for a link to set
+                train_tab.build_tab(demo, card)  # nothing there for a link to set
             with gr.Tab("Sample", id="sample") as sample:
-                sample_inputs = sample_tab.build_tab(demo, link=link["sample"])
+                sample_inputs = sample_tab.build_tab(demo, link=link["sample"], model_card=card)
         links.wire(
             demo,
             tabs,

@@ -7,6 +7,7 @@ Run it from the repository root::
     python -m benchmarks.bench --train95                        # also train from scratch until 95% (minutes)
     python -m benchmarks.bench --checkpoint /tmp/ck_tiny --quick --skip-train --out bench.jsonl
     python -m benchmarks.bench --only baseline,default,unet     # a subset (see --help for the names)
+    python -m benchmarks.bench --only fashion --repeats 20      # ten fashion items against ten digits
 
 Every line holds ``metric``, ``value``, ``unit``, ``cores`` (os.cpu_count()), ``torch_threads``
 (torch.get_num_threads()), ``cpu_capability`` (torch.backends.cpu.get_cpu_capability()) and ``execution``
@@ -25,6 +26,9 @@ How to read the numbers:
 * GFLOP are counted by ``torch.utils.flop_counter.FlopCounterMode`` (2 FLOPs per multiply-add) over one
   guided forward pass, times the number of network evaluations. GFLOP/s divides by the wall time of the
   whole sampler, so it also pays for the sampler's own arithmetic and Python overhead.
+* ``ten_fashion_items_default_s`` samples ten fashion items (one per class, ``--fashion-checkpoint``) and ten
+  digits (``--checkpoint``) at the app's default sampler, in the one precision and runtime ``auto`` chose for
+  the digit model, taking turns; ``fashion_over_digits`` is the ratio of the medians (1 = as fast).
 * Accuracy is the project's digit classifier's verdict on the requested labels. Ten digits give 10%
   steps; the 100-digit figure comes with a Wilson 95% lower bound, which is what a "≥ 99%" claim needs.
 * Variants that measure ``SEVERAL`` times slower than the fastest after a few calls (bf16 on a CPU
@@ -61,7 +65,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm_core import onnx_network
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
-from ddpm_core.classifier import DigitClassifier, classify, load_classifier
+from ddpm_core.classifier import ImageClassifier, classify, load_classifier
 from ddpm_core.cli import make_parser
 from ddpm_core.data import load_bundled
 from ddpm_core.localhost import free_port, http_ok, stop_process
@@ -83,7 +87,7 @@ from ddpm_core.unet import NULL_LABEL, WIDTH_PRESETS, ContextUNet, unfused_atten
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # where `python app.py` runs for the cold-start metric
 GROUPS: tuple[str, ...] = (
-    "baseline", "default", "variants", "unet", "ddpm", "train", "train95", "forward", "cold", "rss",
+    "baseline", "default", "variants", "unet", "ddpm", "fashion", "train", "train95", "forward", "cold", "rss",
 )  # fmt: skip
 OPT_IN: tuple[str, ...] = ("train95",)  # minutes of training: only with --only train95 (or --train95)
 SEVERAL = 5.0  # a variant this many times slower than the fastest after a few calls is not timed further
@@ -219,13 +223,14 @@ class Bench:
 
     loaded: LoadedModel
     checkpoint: Path
-    classifier: DigitClassifier | None
+    classifier: ImageClassifier | None
     classifier_note: str | None
     emitter: Emitter
     repeats: int
     quick: bool
     seed: int = 0
     compile: bool = False  # also time torch.compile (Inductor, freezing): tens of seconds to build
+    fashion_checkpoint: Path | None = None  # the fashion model timed against this one (default: the shipped one)
     results: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -248,7 +253,7 @@ class Bench:
         return {key: classify(self.classifier, images).accuracy(labels)}
 
 
-def load_optional_classifier(path: Path) -> tuple[DigitClassifier | None, str | None]:
+def load_optional_classifier(path: Path) -> tuple[ImageClassifier | None, str | None]:
     """The classifier at ``path``, or (None, a note saying why accuracy is skipped)."""
     if not (path / "config.json").is_file():
         return None, f"no classifier at {path}; accuracy skipped (train one: python -m ddpm_core.cli.train_classifier)"
@@ -470,6 +475,79 @@ def bench_ddpm(bench: Bench) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# Metric 4b: ten fashion items against ten digits
+# ----------------------------------------------------------------------------------------------
+
+
+def interleaved_runs(candidates: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each candidate, ``repeats`` rounds of one call each, the order reversed every round.
+
+    Interleaving spreads whatever else the machine does over every candidate alike, and reversing the order
+    cancels a drift (a CPU warming up or throttling) between first and last in a round.
+    """
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(max(1, repeats)):
+        for name in names if r % 2 == 0 else reversed(names):
+            times[name].extend(time_runs(candidates[name], 1))
+    return times
+
+
+def bench_fashion(bench: Bench) -> None:
+    """Metric 4b, ``ten_fashion_items_default_s``: ten fashion items, one per class, against ten digits.
+
+    The app's default sampler on both models in one precision and runtime (what ``auto`` chose for the digit
+    model), from the same starting noise, one untimed call each first, then timed in turns; value = the
+    fashion median, ``fashion_over_digits`` = fashion median / digit median (1 = as fast).
+    """
+    path = bench.fashion_checkpoint or shipped_model_dir("fashion")
+    try:
+        fashion = load_checkpoint(path)
+    except CheckpointError as exc:
+        bench.emitter.emit("ten_fashion_items_default_s", None, "s", skipped=True, note=f"no fashion model: {exc}")
+        return
+    execution = bench.emitter.execution or default_execution(bench.model)
+    settings = replace(SamplerSettings(), precision=execution.precision, runtime=execution.runtime)
+    noise = bench.noise()
+    models = {"digits": bench.loaded, "fashion": fashion}
+    results: dict[str, Any] = {}
+
+    def once(name: str) -> None:
+        loaded = models[name]
+        results[name] = sample(loaded.model, loaded.schedule, TEN, settings, noise=noise)
+
+    candidates = {name: (lambda name=name: once(name)) for name in models}
+    for run in candidates.values():  # untimed: the fashion model's first call builds its ONNX session
+        run()
+    runs = interleaved_runs(candidates, bench.repeats)
+    medians = {name: statistics.median(times) for name, times in runs.items()}
+    bench.results["fashion_over_digits"] = ratio(medians["fashion"], medians["digits"])
+    bench.emitter.emit(
+        "ten_fashion_items_default_s",
+        medians["fashion"],
+        "s",
+        runs_s=runs["fashion"],
+        digits_s=medians["digits"],
+        digits_runs_s=runs["digits"],
+        fashion_over_digits=bench.results["fashion_over_digits"],
+        ran_as={name: result.execution.name for name, result in results.items()},
+        network_evaluations={name: result.network_evaluations for name, result in results.items()},
+        checkpoints={"digits": str(bench.checkpoint), "fashion": str(path)},
+        datasets={name: loaded.dataset for name, loaded in models.items()},
+        model_channels={name: list(loaded.model.config.channels) for name, loaded in models.items()},
+        settings={
+            "sampler": settings.sampler, "steps": settings.steps, "spacing": settings.spacing, "w": settings.w,
+            "guidance_interval": interval_as_json(settings.guidance_interval),
+            "precision": settings.precision, "runtime": settings.runtime,
+        },
+        note=(
+            "ten images, one per class, from the same starting noise; both models in the precision and runtime "
+            "auto chose for the digit model; medians of runs taken in turns (the order reversed every round)"
+        ),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------
 # Metric 3: one U-Net step at batch 20
 # ----------------------------------------------------------------------------------------------
 
@@ -589,7 +667,7 @@ def bench_train_throughput(bench: Bench) -> None:
 class AccuracyWatch:
     """Training callback: every ``every_s`` seconds of training, sample 100 guided digits and classify them."""
 
-    classifier: DigitClassifier
+    classifier: ImageClassifier
     every_s: float
     target: float = TARGET_ACCURACY
     eval_seconds: float = 0.0
@@ -851,6 +929,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser("python -m benchmarks.bench", __doc__, paragraphs=3)
     p.add_argument("--checkpoint", default=str(shipped_model_dir()), help="digit model folder")
     p.add_argument(
+        "--fashion-checkpoint",
+        default=str(shipped_model_dir("fashion")),
+        help="fashion model folder, timed against the digit model in the fashion group",
+    )
+    p.add_argument(
         "--classifier", default=str(classifier_dir()), help="classifier folder (accuracy is skipped if missing)"
     )
     p.add_argument("--repeats", type=int, default=5, help="runs per timing; medians are reported")
@@ -891,6 +974,7 @@ def summary_extra(bench: Bench) -> dict[str, Any]:
     return {
         "speedup_default_vs_baseline": ratio(r.get("baseline_s"), r.get("default_s")),
         "speedup_ddpm_full_T_vs_baseline": ratio(r.get("baseline_s"), r.get("ddpm_s")),
+        "fashion_over_digits_default_s": r.get("fashion_over_digits"),
         "speedup_unet_bf16_vs_fp32": ratio(unet.get("torch-fp32"), unet.get("torch-bf16")),
         "speedup_default_vs_before_fp32_1_thread": ratio(
             _median_of(r, "variants_1", BEFORE),
@@ -914,6 +998,7 @@ def run_groups(bench: Bench, groups: list[str], args: argparse.Namespace) -> Non
         "variants": lambda: bench_variants(bench),
         "unet": lambda: bench_unet(bench),
         "ddpm": lambda: bench_ddpm(bench),
+        "fashion": lambda: bench_fashion(bench),
         "train": lambda: bench_train_throughput(bench),
         "train95": lambda: bench_time_to_accuracy(bench, args.train_minutes, args.eval_every),
         "forward": lambda: bench_forward(bench),
@@ -950,7 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats = min(args.repeats, 3) if args.quick else args.repeats
         bench = Bench(
             loaded, checkpoint, classifier, classifier_note, Emitter(out), max(1, repeats), args.quick, args.seed,
-            compile=args.compile,
+            compile=args.compile, fashion_checkpoint=Path(args.fashion_checkpoint),
         )  # fmt: skip
         bench.emitter.execution = warm_up(bench.model)
         bench.emitter.emit(

@@ -46,7 +46,7 @@ from benchmarks.bench import Emitter, launch_app, ratio, time_runs, wait_for_pag
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import load_classifier
 from ddpm_core.cli import make_parser
-from ddpm_core.data import load_digits
+from ddpm_core.data import load_bundled
 from ddpm_core.distillation import student_settings
 from ddpm_core.evaluate import evaluate
 from ddpm_core.localhost import free_port, stop_process
@@ -116,8 +116,9 @@ def teacher_runs_summary(result: Any, times: list[float]) -> dict[str, Any]:
 
 def bench_quality(emitter: Emitter, per_class: int, student_dir: Path, teacher_dir: Path) -> None:
     """``quality_by_w``: accuracy and Fréchet distance of the student and the teacher (two ways) per w."""
-    classifier, data = load_classifier(classifier_dir()), load_digits("bundled")
     student, teacher = load_checkpoint(student_dir), load_checkpoint(teacher_dir)
+    dataset = teacher.dataset  # the student learnt the teacher's images: measure both against those
+    classifier, data = load_classifier(classifier_dir(dataset), dataset), load_bundled(dataset)
     settings = student_settings(student, seed=1234)
     runs = {
         f"student (DDIM {settings.steps} steps, 1 pass each)": (student, settings),

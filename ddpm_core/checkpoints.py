@@ -46,6 +46,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ddpm_core.data import DATASETS, DEFAULT_DATASET, DatasetInfo
 from ddpm_core.files import complete_folder, write_file_atomically, write_folder_atomically
 from ddpm_core.schedule import SCHEDULE_NAMES, NoiseSchedule, ScheduleConfig
 from ddpm_core.unet import (
@@ -65,7 +66,7 @@ STATE_FILE = "training_state.safetensors"
 MAX_CONFIG_BYTES = 1_000_000
 MAX_WEIGHTS_BYTES = 200_000_000  # training_state.safetensors (the app's own files); model weights: ModelPlan
 
-# The data: 28×28 one-channel MNIST digits in 10 classes. A network for any other shape loads but fails on
+# The data: 28×28 one-channel images in 10 classes (MNIST digits, Fashion-MNIST). A network for any other shape loads but fails on
 # every sample, so these are fixed, not bounded.
 IMAGE_SIZE = 28
 IMAGE_CHANNELS = 1
@@ -166,6 +167,16 @@ class LoadedModel:
         return safe[:MAX_NAME_CHARS] or "unnamed"
 
     @property
+    def dataset(self) -> str:
+        """What the model draws ("digits" or "fashion"), from config.json's ``data.dataset``; digits if unsaid."""
+        return dataset_of(self.config)
+
+    @property
+    def dataset_info(self) -> DatasetInfo:
+        """The model's dataset: its class names and its words for them."""
+        return DATASETS[self.dataset]
+
+    @property
     def weight_bytes(self) -> int:
         """Bytes the network's weights take in memory."""
         return sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
@@ -183,6 +194,7 @@ class LoadedModel:
             "schedule": f"{self.schedule.name}, T = {self.schedule.num_steps}",
             "training_steps": training.get("steps"),
             "training_minutes": training.get("minutes"),
+            "dataset": self.dataset,
             "data": _as_dict(self.config.get("data")).get("description"),
             "metrics": _as_dict(self.config.get("metrics")),
         }
@@ -191,6 +203,23 @@ class LoadedModel:
 def _as_dict(value: object) -> dict[str, Any]:
     # metadata from an uploaded config.json may have any JSON type where a section is expected
     return value if isinstance(value, dict) else {}
+
+
+def dataset_of(config: dict[str, Any]) -> str:
+    """The dataset config.json names under ``data.dataset`` (checked by :func:`check_model_config`); digits if none.
+
+    Checkpoints from before Fashion-MNIST name none: they are digit models.
+    """
+    name = _as_dict(config.get("data")).get("dataset", DEFAULT_DATASET)
+    return name if isinstance(name, str) and name in DATASETS else DEFAULT_DATASET
+
+
+def _check_dataset(config: dict[str, Any]) -> None:
+    name = _as_dict(config.get("data")).get("dataset", DEFAULT_DATASET)
+    if not isinstance(name, str) or name not in DATASETS:
+        raise CheckpointError(
+            f"{CONFIG_FILE}: data.dataset is {_describe(name)}; the app knows {' and '.join(DATASETS)}"
+        )
 
 
 def save_checkpoint(
@@ -306,9 +335,14 @@ def _check_unet(settings: object) -> UNetConfig:
     if unknown:
         raise CheckpointError(f"{CONFIG_FILE} has unknown U-Net settings: {_names(unknown)}")
     s = {**UNetConfig().to_dict(), **settings}  # a missing field takes its default, as UNetConfig does
-    _exactly(s["image_size"], "model.image_size", IMAGE_SIZE, "the app's digits are 28×28 pixels")
-    _exactly(s["image_channels"], "model.image_channels", IMAGE_CHANNELS, "the app's digits are grey")
-    _exactly(s["num_classes"], "model.num_classes", NUM_CLASSES, "one class for each digit 0-9")
+    _exactly(s["image_size"], "model.image_size", IMAGE_SIZE, "the app's images are 28×28 pixels")
+    _exactly(s["image_channels"], "model.image_channels", IMAGE_CHANNELS, "the app's images are grey")
+    _exactly(
+        s["num_classes"],
+        "model.num_classes",
+        NUM_CLASSES,
+        "one class for each of the ten classes (digits 0-9, or the ten kinds of fashion item)",
+    )
     channels = s["channels"]
     if not isinstance(channels, (list, tuple)) or len(channels) != LEVELS:
         raise CheckpointError(
@@ -374,6 +408,7 @@ def check_model_config(config: dict[str, Any]) -> ModelPlan:
         raise CheckpointError(f'{CONFIG_FILE} has no "schedule" settings')
     unet = _check_unet(config["model"])
     schedule = _check_schedule(config["schedule"])
+    _check_dataset(config)
     try:
         # the meta device records shapes and no data: a network of any size costs a few milliseconds here
         with torch.device("meta"):

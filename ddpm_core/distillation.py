@@ -16,9 +16,10 @@ of progressive distillation; more sub-steps with a better solver skip the interm
 tried and measured is in the student's model card). The student starts from the teacher's weights, and its
 w-embedding starts at zero, so at step 0 it is the teacher's conditional model sampled in a few steps.
 
-Each training example: a real digit x_0 and its class, a student step i, x_{t_i} ~ q(x_{t_i} | x_0) (eq. 4),
-w ~ U[0, w_max]; the teacher solves from t_i to t_{i+1}; the loss is max(SNR_t, 1)·‖x̂_0 − x̃_0‖² (Salimans &
-Ho's truncated-SNR weighting). The student is sampled with :func:`ddpm_core.sampling.sample` like any model.
+Each training example: a real image x_0 of the teacher's dataset and its class, a student step i,
+x_{t_i} ~ q(x_{t_i} | x_0) (eq. 4), w ~ U[0, w_max]; the teacher solves from t_i to t_{i+1}; the loss is
+max(SNR_t, 1)·‖x̂_0 − x̃_0‖² (Salimans & Ho's truncated-SNR weighting). The student is sampled with
+:func:`ddpm_core.sampling.sample` like any model.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 from torch import nn
 
 from ddpm_core.checkpoints import LoadedModel, save_checkpoint
-from ddpm_core.data import DigitData
+from ddpm_core.data import ImageData
 from ddpm_core.diffusion import (
     alphas_cumprod_at,
     ddim_step,
@@ -211,15 +212,20 @@ def teacher_solve(
 def distill(
     config: DistillConfig,
     teacher: LoadedModel,
-    data: DigitData,
+    data: ImageData,
     out_dir: str | Path | None = None,
     callback: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: str = "auto",
     name: str | None = None,
 ) -> DistillResult:
-    """Distil ``teacher`` into a student that takes w and needs ``config.student_steps`` passes."""
+    """Distil ``teacher`` into a student that takes w and needs ``config.student_steps`` passes.
+
+    ``data`` must be the teacher's dataset (ValueError otherwise): the student's config records it as its own.
+    """
     config.validate()
+    if data.dataset != teacher.dataset:
+        raise ValueError(f"the teacher {teacher.name} draws {teacher.dataset_info.title}, not {data.info.title}")
     dev = pick_device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -236,7 +242,7 @@ def distill(
         end = grid[i + 1] if i + 1 < len(grid) else -1
         segments.append((t, end, refine_timesteps(schedule, t, end, config.substeps)))
 
-    digits = TrainingDigits.of(data, dev)
+    images = TrainingDigits.of(data, dev)
     # the teacher sees each batch twice per pass: with the class (ε_c) and without it (ε_∅)
     teacher_execution = choose_inference(teacher_model, 2 * config.batch_size, config.precision)
     teacher_net = network(teacher_model, teacher_execution)
@@ -278,7 +284,7 @@ def distill(
             break
         lr = ledger.set_learning_rate(config, optimizer)
         t, end, teacher_steps = segments[ledger.steps % len(segments)]  # every student step equally often
-        x0, labels = digits.draw(config.batch_size, generator)
+        x0, labels = images.draw(config.batch_size, generator)
         w = (torch.rand(config.batch_size, generator=generator) * config.w_max).to(dev)
         noise = torch.randn(x0.shape, generator=generator).to(dev)
         x_t, _ = q_sample(schedule, x0, t, noise=noise)

@@ -1,5 +1,6 @@
-"""Measure a digit model with the project's classifier, and check that it does not copy its training digits.
+"""Measure a model with its dataset's classifier, and check that it does not copy its training images.
 
+(Written for the digits; the same holds for the fashion items, with their own classifier and images.)
 For each guidance weight w, :func:`evaluate` samples ``per_class`` digits of every class at the given
 sampler settings and reports the classifier's accuracy against the requested labels and the Fréchet
 distance (classifier features) to the held-out real digits, next to the real-vs-real floor
@@ -28,8 +29,8 @@ import numpy as np
 import torch
 
 from ddpm_core.checkpoints import LoadedModel
-from ddpm_core.classifier import DigitClassifier, classify, frechet_distance
-from ddpm_core.data import DigitData, to_model_range
+from ddpm_core.classifier import ImageClassifier, classify, frechet_distance
+from ddpm_core.data import ImageData, to_model_range
 from ddpm_core.sampling import SamplerSettings, interval_as_json, sample
 
 NEAR_COPY_RATIO = 1 / 3
@@ -65,13 +66,13 @@ def near_copies(distances: torch.Tensor, ratio: float = NEAR_COPY_RATIO) -> torc
     return distances[:, 0] < ratio * distances[:, 1:].mean(dim=1)
 
 
-def training_neighbours(images: torch.Tensor, data: DigitData, neighbours: int = NEIGHBOURS) -> torch.Tensor:
+def training_neighbours(images: torch.Tensor, data: ImageData, neighbours: int = NEIGHBOURS) -> torch.Tensor:
     """Distances from each image to its nearest training digit and the ``neighbours`` after it (see above)."""
     return nearest_distances(images, to_model_range(data.train.images), neighbours + 1)
 
 
 def memorisation_check(
-    samples: torch.Tensor, data: DigitData, neighbours: int = NEIGHBOURS, real: torch.Tensor | None = None
+    samples: torch.Tensor, data: ImageData, neighbours: int = NEIGHBOURS, real: torch.Tensor | None = None
 ) -> Memorisation:
     """Samples against the held-out real digits: median distance to the nearest training digit, near-copy shares.
 
@@ -90,7 +91,7 @@ def memorisation_check(
     )
 
 
-def real_floor(classifier: DigitClassifier, data: DigitData, seed: int = 0) -> float:
+def real_floor(classifier: ImageClassifier, data: ImageData, seed: int = 0) -> float:
     """Fréchet distance between the held-out digits and an equal-sized random draw of training digits."""
     rng = np.random.default_rng(seed)
     idx = rng.choice(len(data.train), size=len(data.held_out), replace=False)
@@ -101,8 +102,8 @@ def real_floor(classifier: DigitClassifier, data: DigitData, seed: int = 0) -> f
 
 def evaluate(
     loaded: LoadedModel,
-    classifier: DigitClassifier,
-    data: DigitData,
+    classifier: ImageClassifier,
+    data: ImageData,
     ws: list[float],
     per_class: int = 100,
     settings: SamplerSettings | None = None,

@@ -52,7 +52,9 @@ from ddpm_core.checkpoints import (
     MAX_PARAMETERS,
     MODEL_FILE,
     CheckpointError,
+    dataset_of,
 )
+from ddpm_core.data import DATASETS
 from ddpm_core.files import complete_folder
 from ddpm_core.paths import hub_cache_dir
 
@@ -68,12 +70,18 @@ _REVISION = re.compile(r"[\w.\-]+(?:/[\w.\-]+)*")  # a branch, tag, "refs/pr/1" 
 LICENSE = "mit"
 LIBRARY_NAME = "ddpm-playground"
 PIPELINE_TAG = "unconditional-image-generation"  # the Hub's task for image generators without a text prompt
-DATASET = "ylecun/mnist"
-TAGS = ("diffusion", "ddpm", "mnist", "classifier-free-guidance", "class-conditional", "pytorch", "safetensors")
-TASK_NAME = "Class-conditional digit generation"
+TAGS = ("diffusion", "ddpm", "classifier-free-guidance", "class-conditional", "pytorch", "safetensors")
+# per dataset (config.json's data.dataset): its Hub dataset id and tag, the task's name and the held-out set's.
 # accuracy: the share of samples the project's classifier reads as the class asked for; Fréchet distance: between
-# the samples and the app's 1,000 held-out digits, in that classifier's 128-d features (not Inception's: not FID)
-HELD_OUT_NAME = "MNIST digits (the app's 1,000 held out)"
+# the samples and the app's 1,000 held-out images, in that classifier's 128-d features (not Inception's: not FID)
+CARD_WORDS = {
+    "digits": ("mnist", "Class-conditional digit generation", "MNIST digits (the app's 1,000 held out)"),
+    "fashion": (
+        "fashion-mnist",
+        "Class-conditional fashion-item generation",
+        "Fashion-MNIST (the app's 1,000 held out)",
+    ),
+}
 
 
 class HubError(CheckpointError):
@@ -343,6 +351,8 @@ def model_name(config: Mapping[str, Any]) -> str:
 def eval_results(config: Mapping[str, Any]) -> list[EvalResult]:
     """config.json's measured quality (``metrics.by_w``) as the Hub's model-index entries: the classifier's accuracy
     and the Fréchet distance at each guidance weight w, with the sampler and sample count as their arguments."""
+    dataset = dataset_of(dict(config))
+    _, task_name, held_out_name = CARD_WORDS[dataset]
     metrics = _mapping(config.get("metrics"))
     sampler = _mapping(metrics.get("sampler"))
     parts = [str(sampler[k]) for k in ("name", "steps", "spacing") if isinstance(sampler.get(k), (str, int))]
@@ -367,9 +377,9 @@ def eval_results(config: Mapping[str, Any]) -> list[EvalResult]:
             results.append(
                 EvalResult(
                     task_type=PIPELINE_TAG,
-                    task_name=TASK_NAME,
-                    dataset_type=DATASET,
-                    dataset_name=HELD_OUT_NAME,
+                    task_name=task_name,
+                    dataset_type=DATASETS[dataset].hub_dataset,
+                    dataset_name=held_out_name,
                     metric_type=metric_type,
                     metric_value=value,
                     metric_name=f"{what} at w = {w:g}",
@@ -383,7 +393,8 @@ def eval_results(config: Mapping[str, Any]) -> list[EvalResult]:
 def card_data(config: Mapping[str, Any]) -> ModelCardData:
     """The Hub metadata (the card's YAML header) for a checkpoint, from its config.json."""
     model = _mapping(config.get("model"))
-    tags = list(TAGS)
+    dataset = dataset_of(dict(config))
+    tags = [*TAGS[:2], CARD_WORDS[dataset][0], *TAGS[2:]]
     prediction = model.get("prediction")
     if prediction in ("eps", "v"):
         tags.append(f"{prediction}-prediction")
@@ -395,7 +406,7 @@ def card_data(config: Mapping[str, Any]) -> ModelCardData:
         library_name=LIBRARY_NAME,
         pipeline_tag=PIPELINE_TAG,
         tags=tags,
-        datasets=[DATASET],
+        datasets=[DATASETS[dataset].hub_dataset],
         metrics=sorted({r.metric_type for r in results}) or None,
         model_name=model_name(config) if results else None,
         eval_results=results or None,
@@ -408,11 +419,12 @@ def default_card_body(config: Mapping[str, Any], repo_id: str | None = None) -> 
     model = _mapping(config.get("model"))
     schedule = _mapping(config.get("schedule"))
     source = repo_id or f"path/to/{name}"
+    info = DATASETS[dataset_of(dict(config))]
     widths = model.get("channels")
     architecture = f"channels {widths}, " if isinstance(widths, list) else ""
     return (
         f"# Model card: `{name}`\n\n"
-        "A class-conditional diffusion model for 28×28 MNIST digits made with DDPM Playground "
+        f"A class-conditional diffusion model for 28×28 {info.title} made with DDPM Playground "
         f"({architecture}prediction `{model.get('prediction', 'eps')}`, "
         f"schedule {schedule.get('name', '?')} with T = {schedule.get('num_steps', '?')}). "
         "Classifier-free guidance: the same network also learnt the unconditional model.\n\n"

@@ -2,8 +2,10 @@
 
 Every location is read when it is asked for, so an environment variable set before a call takes effect:
 
-* ``DDPM_PLAYGROUND_ASSETS`` — the folder holding ``mnist_5k.npz`` and the example photo;
-* ``DDPM_PLAYGROUND_CHECKPOINTS`` — the folder holding ``digits-base/``, ``digits-live/`` and ``classifier/``;
+* ``DDPM_PLAYGROUND_ASSETS`` — the folder holding ``mnist_5k.npz``, ``fashion_5k.npz`` and the example photos;
+* ``DDPM_PLAYGROUND_CHECKPOINTS`` — the folder holding ``digits-base/``, ``digits-live/``, ``classifier/``,
+  ``fashion-base/`` and ``fashion-classifier/``;
+* ``DDPM_PLAYGROUND_DATA`` — a folder searched for full datasets' IDX files before Debian's ``/usr/share/datasets``;
 * ``DDPM_PLAYGROUND_HOME`` — where in-app training runs, uploads and generated files go;
 * ``HF_HUB_CACHE`` (else ``HF_HOME``/hub) — huggingface_hub's cache of downloaded models, shared with every
   other program that uses it (huggingface_hub itself reads these once, when it is imported).
@@ -22,6 +24,8 @@ from pathlib import Path
 ASSETS_ENV = "DDPM_PLAYGROUND_ASSETS"
 CHECKPOINTS_ENV = "DDPM_PLAYGROUND_CHECKPOINTS"
 HOME_ENV = "DDPM_PLAYGROUND_HOME"
+DATA_ENV = "DDPM_PLAYGROUND_DATA"
+SYSTEM_DATASETS = Path("/usr/share/datasets")  # where Debian's dataset-* packages install
 HUB_CACHE_ENVS = ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")  # the second is its old name
 HF_HOME_ENV = "HF_HOME"
 
@@ -52,9 +56,9 @@ def checkpoints_dir() -> Path:
     return _shipped(CHECKPOINTS_ENV, "checkpoints")
 
 
-def shipped_model_dir() -> Path:
-    """The digit model the app starts with."""
-    return checkpoints_dir() / "digits-base"
+def shipped_model_dir(dataset: str = "digits") -> Path:
+    """The shipped model of ``dataset`` ("digits", the one the app starts with, or "fashion")."""
+    return checkpoints_dir() / f"{dataset}-base"
 
 
 def student_model_dir() -> Path:
@@ -62,14 +66,15 @@ def student_model_dir() -> Path:
     return checkpoints_dir() / "digits-live"
 
 
-def classifier_dir() -> Path:
-    """The project's digit classifier (the quality meter)."""
-    return checkpoints_dir() / "classifier"
+def classifier_dir(dataset: str = "digits") -> Path:
+    """The quality meter of ``dataset``: ``classifier/`` for digits (its old name), else ``NAME-classifier/``."""
+    return checkpoints_dir() / ("classifier" if dataset == "digits" else f"{dataset}-classifier")
 
 
-def bundled_digits_path() -> Path:
-    """The 5,000 real MNIST digits that ship with the app."""
-    return assets_dir() / "mnist_5k.npz"
+def full_data_roots() -> list[Path]:
+    """Folders searched for a dataset's full IDX files: ``$DDPM_PLAYGROUND_DATA`` if set, then Debian's."""
+    override = os.environ.get(DATA_ENV)
+    return ([Path(override).expanduser()] if override else []) + [SYSTEM_DATASETS]
 
 
 def runs_dir() -> Path:

@@ -379,12 +379,61 @@ def captioned_grid(
     return np.asarray(canvas).copy()
 
 
+def column_titles(
+    grid: np.ndarray,
+    titles: Sequence[str],
+    cell_width: int,
+    pad: int = 1,
+    font_size: int = 12,
+    background: int = 255,
+    ink: int = 20,
+) -> np.ndarray:
+    """``grid`` (an :func:`image_grid` of ``len(titles)`` columns, cells ``cell_width`` px wide between ``pad`` px
+    gaps) under a band naming each column; grey [H, W] stays grey, RGB stays RGB.
+
+    The font shrinks (down to 8 px) until the longest title fits its cell, so "Ankle boot" sits over a 28-px
+    item drawn at 2×; a title that still does not fit is cut with "…".
+    """
+    grid = np.asarray(grid)
+    if grid.dtype != np.uint8 or grid.ndim not in (2, 3) or not titles:
+        raise ValueError("need a uint8 grid [H, W] or [H, W, 3] and at least one title")
+    if len(titles) * (cell_width + pad) + pad > grid.shape[1]:
+        raise ValueError(f"{len(titles)} columns of {cell_width} px do not fit a grid {grid.shape[1]} px wide")
+    measure = ImageDraw.Draw(Image.new("L", (1, 1)))
+    size = font_size
+    while size > 8 and max(measure.textlength(t, font=_font(size)) for t in titles) > cell_width:
+        size -= 1
+    font = _font(size)
+
+    def fitted(title: str) -> str:
+        while len(title) > 1 and measure.textlength(title, font=font) > cell_width:
+            title = title[:-2] + "…"
+        return title
+
+    band = Image.new("L", (grid.shape[1], size + 6), background)
+    draw = ImageDraw.Draw(band)
+    for c, title in enumerate(titles):
+        text = fitted(title)
+        left = pad + c * (cell_width + pad) + (cell_width - measure.textlength(text, font=font)) / 2
+        draw.text((left, 2), text, font=font, fill=ink)
+    header = np.asarray(band)
+    if grid.ndim == 3:
+        header = np.repeat(header[..., None], grid.shape[2], axis=2)
+    return np.concatenate([header, grid], axis=0)
+
+
 def denoising_frames(
-    xs: Sequence[np.ndarray], pred_x0s: Sequence[np.ndarray], ncol: int, scale: int = 3, gap: int = 12
+    xs: Sequence[np.ndarray],
+    pred_x0s: Sequence[np.ndarray],
+    ncol: int,
+    scale: int = 3,
+    gap: int = 12,
+    titles: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     """Two-track animation frames: the grid of x_t on the left, the grid of predicted x̂_0 on the right.
 
     ``xs[k]`` and ``pred_x0s[k]`` are uint8 [N, H, W] for recorded step k; each frame is [H', W'] uint8.
+    ``titles`` (one per column, e.g. the class names) are written above both grids' columns.
     """
     if len(xs) != len(pred_x0s) or not xs:
         raise ValueError("need the same, non-zero number of x_t and x̂_0 snapshots")
@@ -392,6 +441,9 @@ def denoising_frames(
     for k, (x, x0) in enumerate(zip(xs, pred_x0s, strict=True)):
         left = image_grid(x, nrow=ncol, scale=scale, pad=1)
         right = image_grid(x0, nrow=ncol, scale=scale, pad=1)
+        if titles is not None:
+            cell = x.shape[-1] * scale
+            left, right = (column_titles(g, titles, cell, pad=scale, background=128, ink=255) for g in (left, right))
         spacer = np.full((left.shape[0], gap), 128, dtype=np.uint8)
         frame = np.concatenate([left, spacer, right], axis=1)
         # a progress bar along the bottom: shows how far the chain is, and keeps every frame distinct
@@ -403,21 +455,35 @@ def denoising_frames(
 
 
 def labelled_rows(
-    rows: Sequence[np.ndarray], captions: Sequence[str], scale: int = 3, pad: int = 6, font_size: int = 13
+    rows: Sequence[np.ndarray],
+    captions: Sequence[str],
+    scale: int = 3,
+    pad: int = 6,
+    font_size: int = 13,
+    titles: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Rows of grey uint8 images (each [N_i, H, W]) stacked vertically, each under its caption; RGB uint8."""
+    """Rows of grey uint8 images (each [N_i, H, W]) stacked vertically, each under its caption; RGB uint8.
+
+    ``titles`` (one per column of the rows, e.g. the class names) go in a band across the top.
+    """
     if not rows or len(rows) != len(captions):
         raise ValueError("need one caption per row and at least one row")
     strips = [_as_rgb(image_grid(r, nrow=len(r), scale=scale, pad=1)) for r in rows]
+    band = None
+    if titles is not None:
+        empty = np.zeros((0, max(s.shape[1] for s in strips), 3), dtype=np.uint8)
+        band = column_titles(empty, titles, rows[0].shape[-1] * scale, pad=scale, font_size=font_size - 1)
     font = _font(font_size)
     line = font_size + 6
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     text_width = max(math.ceil(measure.textlength(c, font=font)) for c in captions)
     width = max(max(s.shape[1] for s in strips), text_width) + 2 * pad
-    height = sum(s.shape[0] + line + pad for s in strips) + pad
+    top = pad + (band.shape[0] if band is not None else 0)
+    height = top + sum(s.shape[0] + line + pad for s in strips)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    if band is not None:
+        canvas.paste(Image.fromarray(band), (pad, pad))
     draw = ImageDraw.Draw(canvas)
-    top = pad
     for strip, caption in zip(strips, captions, strict=True):
         draw.text((pad, top), caption, font=font, fill=(20, 20, 20))
         canvas.paste(Image.fromarray(strip), (pad, top + line))

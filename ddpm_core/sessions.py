@@ -1,8 +1,9 @@
-"""Which digit model each visitor samples from, and how many heavy requests each may run at once.
+"""Which model each visitor samples from, and how many heavy requests each may run at once.
 
 A server is shared (a Space, a link sent to a class), so nothing one visitor does may change what another
-sees. :class:`SessionModels` gives every session the shipped model, shared and read-only, until that
-session loads a checkpoint or uses the one it trained; only that session then samples from it.
+sees. :class:`SessionModels` gives every session the shipped model of the dataset it has chosen (digits or
+fashion items), shared and read-only, until that session loads a checkpoint or uses the one it trained; only
+that session then samples from it.
 
 Memory stays bounded however many people upload models: a session remembers only the folder its model
 came from, and the loaded networks sit in a least-recently-used cache with a byte cap. A network pushed
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
+from ddpm_core.data import DEFAULT_DATASET, dataset_info
 
 MEMORY_FACTOR = 3  # weights in PyTorch, again in the ONNX Runtime session, and that session's buffers
 
@@ -47,15 +49,18 @@ class _Session:
 
 
 class SessionModels:
-    """The shipped model for everyone; a model of its own for each session that loads or trains one.
+    """The shipped model of each dataset for everyone; a model of its own for each session that loads or trains one.
 
-    ``cap_bytes`` bounds the memory of the loaded networks (the shipped one not counted), ``ttl_s`` how long
-    an idle session keeps its model, ``max_sessions`` how many sessions may hold a model of their own.
+    A session chooses a dataset (digits until it picks another) and has at most one model of its own per
+    dataset, so switching to the fashion items and back never loses the digit model it trained. ``load_default``
+    loads the shipped model of a dataset; ``cap_bytes`` bounds the memory of the loaded networks (the shipped
+    ones not counted), ``ttl_s`` how long an idle session keeps its models, ``max_sessions`` how many sessions
+    may hold models of their own.
     """
 
     def __init__(
         self,
-        load_default: Callable[[], LoadedModel],
+        load_default: Callable[[str], LoadedModel],
         cap_bytes: int = 200_000_000,
         ttl_s: float = 3600.0,
         max_sessions: int = 100,
@@ -67,28 +72,50 @@ class SessionModels:
         self.cap_bytes, self.ttl_s, self.max_sessions = cap_bytes, ttl_s, max_sessions
         self._clock = clock
         self._lock = threading.RLock()
-        self._default: LoadedModel | None = None
-        self._sessions: dict[str, _Session] = {}
+        self._defaults: dict[str, LoadedModel] = {}
+        self._choices: dict[str, tuple[str, float]] = {}  # session → (its dataset, last seen)
+        self._sessions: dict[tuple[str, str], _Session] = {}  # (session, dataset) → its own model
         self._cache: OrderedDict[Path, tuple[LoadedModel, int]] = OrderedDict()  # least recently used first
 
     # ------------------------------------------------------------------------------------------
     # Reading
     # ------------------------------------------------------------------------------------------
 
-    def default(self) -> LoadedModel:
-        """The shipped model (loaded on first use, then shared read-only by every session)."""
+    def default(self, dataset: str = DEFAULT_DATASET) -> LoadedModel:
+        """The shipped model of ``dataset`` (loaded on first use, then shared read-only by every session)."""
+        dataset_info(dataset)
         with self._lock:
-            if self._default is None:
-                self._default = self._load_default()
-            return self._default
+            if dataset not in self._defaults:
+                self._defaults[dataset] = self._load_default(dataset)
+            return self._defaults[dataset]
 
-    def get(self, session: str) -> LoadedModel:
-        """The model ``session`` samples from: its own if it has one, else the shipped one."""
+    def dataset(self, session: str) -> str:
+        """The dataset ``session`` has chosen (digits until it chooses another)."""
         with self._lock:
             self._expire()
-            own = self._sessions.get(session)
+            return self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
+
+    def choose(self, session: str, dataset: str) -> None:
+        """Make ``dataset`` the one ``session`` samples, trains and compares on (ValueError if unknown)."""
+        dataset_info(dataset)
+        with self._lock:
+            self._expire()
+            if dataset == DEFAULT_DATASET and not any(k[0] == session for k in self._sessions):
+                self._choices.pop(session, None)  # the default needs no record
+            else:
+                self._choices[session] = (dataset, self._clock())
+
+    def get(self, session: str, dataset: str | None = None) -> LoadedModel:
+        """``session``'s model of ``dataset`` (its chosen one if None): its own, else the shipped one."""
+        with self._lock:
+            self._expire()
+            chosen = self._choices.get(session)
+            if chosen is not None:
+                self._choices[session] = (chosen[0], self._clock())
+            dataset = dataset or (chosen[0] if chosen else DEFAULT_DATASET)
+            own = self._sessions.get((session, dataset))
             if own is None:
-                return self.default()
+                return self.default(dataset)
             own.last_seen = self._clock()
             cached = self._cache.get(own.folder)
             if cached is not None:
@@ -100,35 +127,37 @@ class SessionModels:
             self._remember(own.folder, loaded)
         return loaded
 
-    def has_own(self, session: str) -> bool:
-        """Whether ``session`` uses a model of its own rather than the shipped one."""
+    def has_own(self, session: str, dataset: str | None = None) -> bool:
+        """Whether ``session`` uses a model of its own for ``dataset`` (its chosen one if None)."""
         with self._lock:
-            return session in self._sessions
+            self._expire()
+            dataset = dataset or self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
+            return (session, dataset) in self._sessions
 
     def folders_in_use(self) -> set[Path]:
-        """Every folder some live session's model comes from (clean-up must keep these)."""
+        """Every folder some live session's model comes from, and the shipped ones (clean-up must keep these)."""
         with self._lock:
             self._expire()
             folders = {s.folder for s in self._sessions.values()}
-            if self._default is not None and self._default.path is not None:
-                folders.add(self._default.path)
+            folders.update(d.path for d in self._defaults.values() if d.path is not None)
             return folders
 
     def cached_bytes(self) -> int:
-        """Memory held by the networks in the cache (the shipped one not counted)."""
+        """Memory held by the networks in the cache (the shipped ones not counted)."""
         with self._lock:
             return sum(size for _, size in self._cache.values())
 
     def session_count(self) -> int:
+        """How many sessions hold a model of their own."""
         with self._lock:
-            return len(self._sessions)
+            return len({session for session, _ in self._sessions})
 
     # ------------------------------------------------------------------------------------------
-    # Changing one session's model
+    # Changing one session's models
     # ------------------------------------------------------------------------------------------
 
     def use(self, session: str, loaded: LoadedModel) -> None:
-        """Make ``loaded`` (already checked, with a folder on disk) the model of ``session`` only."""
+        """Make ``loaded`` (checked, with a folder on disk) ``session``'s model of its dataset, and choose that."""
         if loaded.path is None:
             raise ValueError("a session's model must come from a checkpoint folder on disk")
         size = resident_bytes(loaded)
@@ -139,30 +168,42 @@ class SessionModels:
             )
         with self._lock:
             self._expire()
-            if session not in self._sessions and len(self._sessions) >= self.max_sessions:
+            holders = {s for s, _ in self._sessions}
+            if session not in holders and len(holders) >= self.max_sessions:
                 raise BusyError(
                     f"the server already holds {self.max_sessions} visitors' own models; please try again later "
-                    "(the shipped model is still yours to use)"
+                    "(the shipped models are still yours to use)"
                 )
-            self._sessions[session] = _Session(Path(loaded.path), loaded.name, self._clock())
+            now = self._clock()
+            self._sessions[(session, loaded.dataset)] = _Session(Path(loaded.path), loaded.name, now)
+            self._choices[session] = (loaded.dataset, now)
             self._remember(Path(loaded.path), loaded)
 
-    def use_default(self, session: str) -> None:
-        """Go back to the shipped model."""
-        self.forget(session)
+    def use_default(self, session: str, dataset: str | None = None) -> None:
+        """Go back to the shipped model of ``dataset`` (the chosen one if None), and choose that dataset."""
+        with self._lock:
+            dataset = dataset or self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
+            self._drop(session, dataset)
+            self.choose(session, dataset)
 
     def forget(self, session: str) -> None:
-        """The session has ended (its page closed): drop its model unless another session shares the folder."""
+        """The session has ended (its page closed): drop its models unless another session shares a folder."""
         with self._lock:
-            own = self._sessions.pop(session, None)
-            if own is not None and all(s.folder != own.folder for s in self._sessions.values()):
-                self._cache.pop(own.folder, None)
+            self._choices.pop(session, None)
+            for key in [k for k in self._sessions if k[0] == session]:
+                self._drop(*key)
 
     def clear(self) -> None:
-        """Every session back to the shipped model (a test's fresh start)."""
+        """Every session back to the shipped models (a test's fresh start)."""
         with self._lock:
             self._sessions.clear()
+            self._choices.clear()
             self._cache.clear()
+
+    def _drop(self, session: str, dataset: str) -> None:
+        own = self._sessions.pop((session, dataset), None)
+        if own is not None and all(s.folder != own.folder for s in self._sessions.values()):
+            self._cache.pop(own.folder, None)
 
     def _remember(self, folder: Path, loaded: LoadedModel) -> None:
         """Put a network in the cache and push out the least recently used ones beyond the byte cap."""
@@ -175,7 +216,12 @@ class SessionModels:
 
     def _expire(self) -> None:
         cutoff = self._clock() - self.ttl_s
-        for session in [k for k, s in self._sessions.items() if s.last_seen < cutoff]:
+        seen: dict[str, float] = {}
+        for (session, _), own in self._sessions.items():
+            seen[session] = max(seen.get(session, 0.0), own.last_seen)
+        for session, (_, when) in self._choices.items():
+            seen[session] = max(seen.get(session, 0.0), when)
+        for session in [s for s, when in seen.items() if when < cutoff]:
             self.forget(session)
 
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ddpm_core.checkpoints import LoadedModel, save_checkpoint
-from ddpm_core.data import DigitData, to_model_range
+from ddpm_core.data import ImageData, to_model_range
 from ddpm_core.diffusion import q_sample, v_target
 from ddpm_core.runtime import PRECISIONS, Execution, autocast, choose_training, default_precision
 from ddpm_core.schedule import NoiseSchedule, ScheduleConfig
@@ -237,9 +237,14 @@ def drop_context(labels: torch.Tensor, prob: float, generator: torch.Generator) 
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
 
 
-def data_record(data: DigitData) -> dict[str, Any]:
-    """The ``data`` entry of a checkpoint's config.json: where the digits came from and how many trained it."""
-    return {"source": data.source, "description": data.description, "train_images": len(data.train)}
+def data_record(data: ImageData) -> dict[str, Any]:
+    """The ``data`` entry of a checkpoint's config.json: the dataset, its images' source, how many trained it."""
+    return {
+        "dataset": data.dataset,
+        "source": data.source,
+        "description": data.description,
+        "train_images": len(data.train),
+    }
 
 
 def learning_rate(config: TrainConfig, step: int, fraction: float) -> float:
@@ -316,7 +321,7 @@ class TrainingDigits:
     labels: torch.Tensor
 
     @classmethod
-    def of(cls, data: DigitData, device: torch.device) -> TrainingDigits:
+    def of(cls, data: ImageData, device: torch.device) -> TrainingDigits:
         labels = torch.as_tensor(data.train.labels, dtype=torch.long)
         return cls(to_model_range(data.train.images).to(device), labels.to(device))
 
@@ -430,7 +435,7 @@ class StepLedger:
 
 def train(
     config: TrainConfig,
-    data: DigitData,
+    data: ImageData,
     out_dir: str | Path | None = None,
     resume: LoadedModel | None = None,
     callback: Callable[[TrainProgress], None] | None = None,

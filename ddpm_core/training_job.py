@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
-from ddpm_core.classifier import DigitClassifier, classify
-from ddpm_core.data import DigitData
+from ddpm_core.classifier import ImageClassifier, classify
+from ddpm_core.data import ImageData
 from ddpm_core.image_io import to_uint8
 from ddpm_core.paths import runs_dir
 from ddpm_core.sampling import SamplerSettings, sample
@@ -97,7 +97,8 @@ PREVIEW_SHARE = 0.1  # previews may take at most about this share of the run's t
 class TrainingJob:
     """One background training run at a time for the whole app, owned by the session that started it.
 
-    ``classifier`` (called whenever a preview is judged; the app passes its cached one) reads the previews;
+    ``classifier`` (called with the run's dataset whenever a preview is judged; the app passes its cached ones)
+    reads the previews;
     without one the job shows the pictures and reports no accuracy. ``keep`` lists run folders that must
     survive clean-up (the app passes the folders sessions' models are loaded from).
     """
@@ -105,7 +106,7 @@ class TrainingJob:
     def __init__(
         self,
         preview_every_s: float = 5.0,
-        classifier: Callable[[], DigitClassifier] | None = None,
+        classifier: Callable[[str], ImageClassifier] | None = None,
         owner_grace_s: float = OWNER_GRACE_S,
         keep: Callable[[], Iterable[Path]] = set,
         clock: Callable[[], float] = time.monotonic,
@@ -188,7 +189,7 @@ class TrainingJob:
     # ------------------------------------------------------------------------------------------
 
     def start(
-        self, config: TrainConfig, data: DigitData, owner: str, resume: LoadedModel | None = None,
+        self, config: TrainConfig, data: ImageData, owner: str, resume: LoadedModel | None = None,
         limits: TrainingLimits | None = None,
     ) -> int:  # fmt: skip
         """Start ``owner``'s run in the background; TrainingBusyError if a run is already going."""
@@ -279,24 +280,24 @@ class TrainingJob:
     # The run itself
     # ------------------------------------------------------------------------------------------
 
-    def _preview(self, p: TrainProgress) -> tuple[np.ndarray, float | None]:
-        """Ten digits per class from the EMA weights at the app's default sampler, and the classifier's accuracy."""
+    def _preview(self, p: TrainProgress, dataset: str) -> tuple[np.ndarray, float | None]:
+        """Ten images per class from the EMA weights at the app's default sampler, and the classifier's accuracy."""
         labels = list(range(10)) * PREVIEW_PER_CLASS
         # PyTorch, not ONNX Runtime: the EMA weights change between previews, and each change means a new export
         result = sample(p.ema_model, p.schedule, labels, SamplerSettings(seed=0, runtime="torch"))
         accuracy = None
         if self._classifier is not None:
-            accuracy = classify(self._classifier(), result.images).accuracy(labels)
+            accuracy = classify(self._classifier(dataset), result.images).accuracy(labels)
         return to_uint8(result.images), accuracy
 
-    def _run(self, config: TrainConfig, data: DigitData, resume: LoadedModel | None, out_dir: Path) -> None:
+    def _run(self, config: TrainConfig, data: ImageData, resume: LoadedModel | None, out_dir: Path) -> None:
         next_preview = [0.0]
 
         def on_progress(p: TrainProgress) -> None:
             preview, accuracy = None, None
             now = time.perf_counter()
             if p.done or now >= next_preview[0]:
-                preview, accuracy = self._preview(p)
+                preview, accuracy = self._preview(p, data.dataset)
                 cost = time.perf_counter() - now  # keep previews to about PREVIEW_SHARE of the run
                 next_preview[0] = time.perf_counter() + max(self.preview_every_s, cost / PREVIEW_SHARE)
             with self._lock:

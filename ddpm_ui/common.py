@@ -28,6 +28,7 @@ from gradio.events import Dependency
 from gradio.utils import get_upload_folder
 
 from ddpm_core.checkpoints import CheckpointError
+from ddpm_core.data import DATASETS, DEFAULT_DATASET, dataset_info
 from ddpm_core.files import fresh_folder
 from ddpm_core.image_io import ImageInputError, LoadedImage, load_image_info
 from ddpm_core.paths import assets_dir, runs_dir
@@ -570,3 +571,21 @@ def retarget_step(T: Any, t: Any) -> dict:
 def image_notes(loaded: LoadedImage) -> str:
     """What was done to an upload (shrunk, converted…), as an italic line under a view."""
     return f"\n\n*Image: {'; '.join(loaded.notes)}.*" if loaded.notes else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets: digits or fashion items
+# ----------------------------------------------------------------------------------------------
+
+DATASET_CHOICES = [(info.title, name) for name, info in DATASETS.items()]
+
+
+def dataset_radio(elem_id: str, **options: Any) -> gr.Radio:
+    """The dataset choice shown in tabs 3 and 4 ("MNIST digits" or "Fashion-MNIST"); its values are the names."""
+    options.setdefault("label", "dataset")
+    return gr.Radio(DATASET_CHOICES, value=DEFAULT_DATASET, elem_id=elem_id, **options)
+
+
+def class_choices(dataset: str) -> list[tuple[str, str]]:
+    """A CheckboxGroup's choices for ``dataset``'s ten classes: (its name, the label "0" … "9")."""
+    return [(name, str(label)) for label, name in enumerate(dataset_info(dataset).class_names)]

@@ -1,8 +1,9 @@
 """Tab 2, "Oracle reconstruction": knowing the noise, every reverse quantity is exact; then the trained model.
 
 The top half works on the photo of tab 1 (and follows its inputs): the oracle x̂₀, the posterior mean
-μ̃_{t−1}, their errors at every t and a whole reverse chain. The bottom half puts this page's digit model
-next to the oracle on held-out digits: true against predicted ε, and the model's loss against t.
+μ̃_{t−1}, their errors at every t and a whole reverse chain. The bottom half puts this page's model next to
+the oracle on held-out images of that model's dataset (digits or fashion items): true against predicted ε, and
+the model's loss against t.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from ddpm_core import oracle, pictures
 from ddpm_core.background import Report
 from ddpm_core.checkpoints import LoadedModel
-from ddpm_core.data import HELD_OUT_PER_CLASS, to_model_range
+from ddpm_core.data import DEFAULT_DATASET, HELD_OUT_PER_CLASS, NUM_CLASSES, DatasetInfo, dataset_info, to_model_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
 from ddpm_ui import state
@@ -53,7 +54,7 @@ from ddpm_ui.heavy import watch
 
 CURVE_SIDE = 64  # the error-vs-t curves are computed on a copy this small
 CHAIN_SIDE = 128  # the oracle reverse chain runs on a copy this small
-LOSS_CURVE_PER_CLASS = 30  # held-out digits per class for the loss-against-t plot (300 in all)
+LOSS_CURVE_PER_CLASS = 30  # held-out images per class for the loss-against-t plot (300 in all)
 LOSS_CURVE_STEPS = 20  # evenly spaced t at which it is measured
 MODEL_DEFAULT_STEP = 100
 
@@ -75,7 +76,8 @@ $q(x_{t-1} \mid x_0)$.
 MODEL_INTRO = r"""
 #### The trained model next to the oracle
 The oracle above *knows* $\epsilon$. The network only sees $x_t$, $t$ and the class, and has to guess it.
-Pick a held-out digit (never seen in training) and a step of the model's own schedule to compare the two.
+Pick a class, a held-out example of it from the model's dataset (never seen in training) and a step of the
+model's own schedule to compare the two.
 """
 
 
@@ -212,14 +214,34 @@ def oracle_chain(
 # ----------------------------------------------------------------------------------------------
 
 
+def _numbered(info: DatasetInfo) -> bool:
+    """Whether the dataset's classes are named by their labels, as the digits are."""
+    return all(name == str(label) for label, name in enumerate(info.class_names))
+
+
+def _class_word(info: DatasetInfo) -> str:
+    """What the class picker chooses: "digit", or "class" where the classes have names."""
+    return info.item if _numbered(info) else "class"
+
+
+def _one_of_class(info: DatasetInfo, label: int) -> str:
+    """One image of class ``label``, in prose: "digit 3", "Sneaker" (a bare numeral needs its noun)."""
+    name = info.class_name(label)
+    return f"{info.item} {name}" if _numbered(info) else name
+
+
 @picture_view
 def model_vs_oracle(
     digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
 ) -> tuple[Picture, str]:
-    """For a held-out digit at step t: true vs predicted ε, oracle vs model x̂₀, the error maps; a note of the errors."""
+    """True vs predicted ε, oracle vs model x̂₀ and the error maps at step t; a note naming the image, with the errors.
+
+    The image is held-out example ``index`` of class ``digit`` (0-9) of the page's model's dataset.
+    """
     loaded = state.model_for(request)
-    label = parse_int(digit, "The digit", 0, 9)
-    held = state.digit_data().held_out
+    info = dataset_info(loaded.dataset)
+    label = parse_int(digit, f"The {_class_word(info)}", 0, NUM_CLASSES - 1)
+    held = state.data(loaded.dataset).held_out
     of_class = np.flatnonzero(held.labels == label)
     k = parse_int(index, "The held-out example", 0, len(of_class) - 1)
     T = loaded.schedule.num_steps
@@ -242,12 +264,14 @@ def model_vs_oracle(
         "x₀", f"x_t (t={step})", "true ε", "model ε_θ", "|ε − ε_θ|", "oracle x̂₀ = x₀", "model x̂₀", "|x̂₀ − x₀|",
     ]  # fmt: skip
     strip = pictures.labelled_strip(tiles, captions, scale=4, font_size=13)
+    shown_image = f"held-out {_one_of_class(info, label)} (example {k})"
     note = (
+        f"A {shown_image}, never seen in training, at t = {step}. "
         f"ε error (mean squared, per pixel): **{view.eps_mse:.4f}**; ℓ1 of the model's x̂₀ against x₀: "
         f"**{view.x0_l1:.4f}** (the oracle's is 0). Error maps: black = 0, white = 1.5 for ε and 1 for x̂₀."
     )
     alt = (
-        f"Eight tiles for held-out digit {label} (example {k}) at t = {step} of the model's {T} steps, seed "
+        f"Eight tiles for {shown_image} at t = {step} of the model's {T} steps, seed "
         f"{seed}: x_0; x_t; the true noise epsilon; the model's guess epsilon-theta; the error map of the guess "
         f"(mean squared error {view.eps_mse:.4f}); the oracle's x-hat_0, equal to x_0; the model's x-hat_0; and "
         f"its error map (L1 {view.x0_l1:.4f})."
@@ -261,9 +285,9 @@ _LOSS_LOCK = threading.Lock()
 
 
 def _loss_curve(loaded: LoadedModel, report: Report) -> tuple[np.ndarray, str]:
-    """The loss-against-t plot and its caption in words, with every value the plot shows."""
-    held = state.digit_data().held_out
-    pick = np.concatenate([np.flatnonzero(held.labels == c)[:LOSS_CURVE_PER_CLASS] for c in range(10)])
+    """The loss-against-t plot on held-out images of the model's dataset, and its caption with every value shown."""
+    held = state.data(loaded.dataset).held_out
+    pick = np.concatenate([np.flatnonzero(held.labels == c)[:LOSS_CURVE_PER_CLASS] for c in range(NUM_CLASSES)])
     ts, losses, _ = loss_by_t(
         loaded.model,
         loaded.schedule,
@@ -272,7 +296,7 @@ def _loss_curve(loaded: LoadedModel, report: Report) -> tuple[np.ndarray, str]:
         num_t=LOSS_CURVE_STEPS,
         callback=report,
     )
-    title = f"ε-prediction loss on {len(pick)} held-out digits"
+    title = f"ε-prediction loss on {len(pick)} held-out {dataset_info(loaded.dataset).items}"
     panel = pictures.CurvePanel(title, "mean ‖ε − ε_θ‖² per pixel", {"loss": losses}, log_y=True)
     T = loaded.schedule.num_steps
     caption = (
@@ -286,7 +310,7 @@ def _loss_curve(loaded: LoadedModel, report: Report) -> tuple[np.ndarray, str]:
 
 @friendly_errors
 def model_loss_curve(request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[Any]:
-    """This page's model's L_simple (eq. 14) against t over the held-out digits: (plot, caption with the values).
+    """This page's model's L_simple (eq. 14) against t over held-out images of its dataset: (plot, caption).
 
     Kept for a few recent models.
     """
@@ -303,10 +327,31 @@ def model_loss_curve(request: gr.Request | None = None, progress: gr.Progress = 
     yield cached
 
 
-def _model_step_slider(t: Any, request: gr.Request | None = None) -> dict:
-    """The model's t slider spans this page's model's own schedule (0 … T−1), whatever checkpoint it uses."""
-    T = state.model_for(request).schedule.num_steps
-    return step_slider_update(T, t, fallback=MODEL_DEFAULT_STEP, label=f"step t (model's schedule, T = {T})")
+def _class_slider(dataset: str) -> dict:
+    """The class slider's label and the line under it that names the classes (digits need no names)."""
+    info = dataset_info(dataset)
+    if _numbered(info):
+        return {"label": _class_word(info), "info": f"0 to {NUM_CLASSES - 1}"}
+    names = " · ".join(f"{label} {name}" for label, name in enumerate(info.class_names))
+    return {"label": _class_word(info), "info": names}
+
+
+def _loss_button_text(dataset: str) -> str:
+    """The loss button's words, naming what the curve averages over."""
+    count = NUM_CLASSES * LOSS_CURVE_PER_CLASS
+    return f"Plot the model's loss against t over {count} held-out {dataset_info(dataset).items}"
+
+
+def _model_controls(t: Any, request: gr.Request | None = None) -> tuple[dict, dict, dict]:
+    """The model section's controls for this page's model: (t slider, class slider, loss button).
+
+    The t slider spans the model's own schedule (0 … T−1), whatever checkpoint it uses; the class slider and
+    the button name the classes and the images of the model's dataset.
+    """
+    loaded = state.model_for(request)
+    T = loaded.schedule.num_steps
+    step = step_slider_update(T, t, fallback=MODEL_DEFAULT_STEP, label=f"step t (model's schedule, T = {T})")
+    return step, gr.update(**_class_slider(loaded.dataset)), gr.update(value=_loss_button_text(loaded.dataset))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,22 +360,25 @@ def _model_step_slider(t: Any, request: gr.Request | None = None) -> dict:
 
 
 def _model_section(tab: gr.Tab, model_card: gr.components.Component | None) -> None:
-    """Below the oracle: this page's model's ε and x̂₀ against the truth, and its loss against t.
+    """Below the oracle: this page's model's ε and x̂₀ against the truth on its dataset, and its loss against t.
 
-    The t slider spans the page's model's schedule; it is reset whenever ``model_card`` (tab 3's card, written by
-    every event that changes the page's model, and on load) changes. Not on the tab's select: an update of a
-    control inside a tab from that tab's select makes Gradio fire the select again, without end.
+    The t slider spans the page's model's schedule, and the class slider and loss button name the classes and
+    images of its dataset; they are refreshed whenever ``model_card`` (the page's model card, written by every
+    event that changes the page's model or dataset, and on load) changes. Not on the tab's select: an update
+    of a control inside a tab from that tab's select makes Gradio fire the select again, without end.
     """
     gr.Markdown(MODEL_INTRO, latex_delimiters=LATEX)
     with gr.Row():
-        digit = gr.Slider(0, 9, value=3, step=1, label="digit", elem_id="mvo-digit")
+        # A slider rather than a dropdown of names: arrow keys step through the classes, and API clients keep
+        # sending the class as a number 0-9.
+        digit = gr.Slider(0, NUM_CLASSES - 1, value=3, step=1, elem_id="mvo-digit", **_class_slider(DEFAULT_DATASET))
         index = gr.Slider(0, HELD_OUT_PER_CLASS - 1, value=0, step=1, label="held-out example", elem_id="mvo-index")
         step = gr.Slider(0, MODEL_DEFAULT_STEP, value=MODEL_DEFAULT_STEP, step=1, label="step t (model's schedule)",
                          elem_id="mvo-t")  # fmt: skip
         seed = seed_box("mvo-seed")
     strip = output_image("model vs oracle", fmt="png")
     note = gr.Markdown()
-    loss_button = gr.Button(f"Plot the model's loss against t over {10 * LOSS_CURVE_PER_CLASS} held-out digits")
+    loss_button = gr.Button(_loss_button_text(DEFAULT_DATASET))
     loss_plot = output_image(
         "ε-loss against t", fmt="png", alt_text="Plot of the model's loss against t; the text below lists its values."
     )
@@ -343,7 +391,7 @@ def _model_section(tab: gr.Tab, model_card: gr.components.Component | None) -> N
         trigger_mode="always_last", show_progress="minimal",
     )  # fmt: skip
     if model_card is not None:
-        model_card.change(_model_step_slider, step, step, api_visibility="private", queue=False)
+        model_card.change(_model_controls, step, [step, digit, loss_button], api_visibility="private", queue=False)
     tab.select(
         model_vs_oracle.for_page, inputs, outputs, api_visibility="private", show_progress="hidden",
         trigger_mode="always_last", concurrency_id="model_vs_oracle",
@@ -361,8 +409,8 @@ def build_tab(
     """Lay out tab 2 and wire its events; returns its own inputs by query-parameter name.
 
     ``follow`` are tab 1's inputs, which this tab's copy tracks; ``link`` is this tab's deep-link State (see
-    :mod:`ddpm_ui.links`), whose change redraws the views after a link set the controls; ``model_card`` is tab 3's
-    card of this page's model, which the model section's t slider follows.
+    :mod:`ddpm_ui.links`), whose change redraws the views after a link set the controls; ``model_card`` is the
+    card of this page's model, which the model section's controls follow (its schedule, its dataset's classes).
     """
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():

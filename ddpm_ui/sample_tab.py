@@ -1,11 +1,18 @@
-"""Tab 4, "Sample": digits per class under a classifier-free-guidance slider, with the classifier's verdict.
+"""Tab 4, "Sample": images per class under a classifier-free-guidance slider, with the classifier's verdict.
 
-At the top, live guidance: a few-step student distilled from the shipped model takes w as an input, so
+At the top, live guidance: a few-step student distilled from the shipped digit model takes w as an input, so
 dragging the w slider re-renders the same ten digits (same starting noise) as it moves; everyone dragging
 at once shares one batch (Gradio's ``batch=True``). One click shows the teacher's full sampler beside it.
-Below, three presets fill the sampler controls; the main button streams the model's current x̂₀ while it
-samples, then shows a verdict sheet, a two-track denoising GIF and the files. Two accordions: the same noise
-at several w (a guidance sweep), and the same noise through every sampler; both include the student.
+The student knows digits only; on a page that samples Fashion-MNIST the section says so and still draws digits.
+Below, the page's dataset (digits or Fashion-MNIST; the same choice as in tab 3) and three presets that fill
+the sampler controls; the main button streams the model's current x̂₀ while it samples, then shows a verdict
+sheet, a two-track denoising GIF and the files. Two accordions: the same noise at several w (a guidance sweep),
+and the same noise through every sampler; on digits both include the student.
+
+Every class is named with its dataset's words: "7" for digits, "Sneaker" for Fashion-MNIST (short names on
+the pictures, full ones in the text). The page's dataset lives in :mod:`ddpm_ui.state`; this tab sets it only
+through the dataset radio's ``.input`` and follows it through the model card's ``.change`` (tab 3's card,
+rewritten whenever the page's model or dataset changes).
 
 Accessibility: every verdict carries a ✓ or ✗ besides its colour, and every button-driven picture has its
 verdicts or captions as text beside it (a Markdown table) and an alt text that follows the picture: the
@@ -28,8 +35,9 @@ import torch
 
 from ddpm_core import pictures
 from ddpm_core.background import Progress, Report
+from ddpm_core.checkpoints import LoadedModel
 from ddpm_core.classifier import classify, diversity
-from ddpm_core.data import to_model_range
+from ddpm_core.data import DIGITS, DatasetInfo, dataset_info, to_model_range
 from ddpm_core.distillation import student_w_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.sampling import (
@@ -52,6 +60,7 @@ from ddpm_core.sampling import (
     validate_settings,
 )
 from ddpm_core.unet import takes_guidance
+from ddpm_ui import model_card as page_card
 from ddpm_ui import state
 from ddpm_ui.common import (
     GRID_SCALE,
@@ -60,6 +69,9 @@ from ddpm_ui.common import (
     LOG,
     InputError,
     Picture,
+    class_choices,
+    dataset_radio,
+    friendly_errors,
     next_seed,
     output_image,
     parse_float,
@@ -104,24 +116,26 @@ class Preset:
     why: str  # one line for the page: what it shows, with the measured numbers
 
 
-# Measured on the shipped model (README, "Digits model" and "Live guidance"; 1,000 samples per w, seed 1234):
+# Measured on the shipped digit model (README, "Digits model" and "Live guidance"; 1,000 samples per w, seed 1234):
 # guided at every step, w = 3 gives 99.9% read correctly but a Fréchet distance of 6.04 (typical, alike
 # digits); guided only where 1 < σ ≤ 2, w = 2 gives 99.1% at 3.19, near the real-vs-real floor of 2.38.
 # 200 samples (seed 1) agree: mean within-class feature distance 5.79 sharp against 7.11 diverse; full
 # DDPM at the default w read 100% correctly with 301 network passes per digit (T = 250, the guided steps
 # twice) against 11 for DPM-Solver++'s 10 steps.
+# The labels keep their names (links and the keyboard test use them); the lines say which numbers are digits'.
 PRESETS: tuple[Preset, ...] = (
     Preset("sharp digits", 3.0, "dpmpp", 10, 0.0, False, 4,
-           "w = 3 at every step: thick, typical digits (99.9% read correctly), alike within a class"),
+           "w = 3 at every step: bold, typical samples, alike within a class (on digits, 99.9% read correctly)"),
     Preset("diverse digits", 2.0, "dpmpp", 10, 0.0, True, 4,
-           "w = 2 at middle noise only: varied digits, closest to real ones (99.1% read correctly)"),
+           "w = 2 at middle noise only: varied samples, closest to real ones (on digits, 99.1% read correctly)"),
     Preset("full DDPM", DEFAULT_W, "ddpm", SamplerSettings.steps, 1.0, True, 1,
            "the ancestral sampler over all T steps at the default w: the paper's sampler, ~27× the network passes"),
 )  # fmt: skip
+PRESETS_NOTE = "The percentages were measured on the shipped digit model; the presets work the same on Fashion-MNIST."
 
 LIVE_INTRO = r"""
 ### Live guidance: drag w
-A student network, distilled from the shipped model, takes $w$ as an input and gives the guided
+A student network, distilled from the shipped digit model, takes $w$ as an input and gives the guided
 $\tilde\epsilon_w$ in **one** pass, in STEPS steps instead of the teacher's 10 steps × 2 passes
 ([Meng et al. 2023](https://arxiv.org/abs/2210.03142)). So the same ten starting noises can be redrawn while
 you drag: watch each digit get thicker, more typical and less varied as $w$ grows.
@@ -132,24 +146,36 @@ INTRO = r"""
 Each step asks the network twice, with and without the class, and mixes the answers:
 $$\tilde\epsilon = w\,\epsilon_\theta(x_t, c) + (1-w)\,\epsilon_\theta(x_t, \varnothing).$$
 $w = 0$ ignores the class, $w = 1$ is the plain conditional model, $w > 1$ pushes harder toward the class
-(sharper, more readable, less varied digits). Papers often write $(1+w')\,\epsilon_c - w'\,\epsilon_\varnothing$:
-that is the same thing with $w = 1 + w'$. Under each digit: what the project's classifier reads and how sure it is.
+(sharper, more readable, less varied samples). Papers often write $(1+w')\,\epsilon_c - w'\,\epsilon_\varnothing$:
+that is the same thing with $w = 1 + w'$. Under each sample: what the project's classifier of that dataset reads
+and how sure it is. The dataset is the page's, the same choice as in tab 3.
 """
 
+LIVE_DIGITS_ONLY = (
+    "*Live guidance is distilled for digits: its student learnt from the shipped digit model only, so this "
+    "section draws digits even though this page samples **{title}** below.*"
+)
 
-def _classes(classes: Any) -> list[int]:
-    """The digit classes ticked on the page (the strings "0" … "9"), checked."""
+
+def _class_word(info: DatasetInfo) -> str:
+    """What one of the dataset's classes is called on the page: "digit" for digits, "class" for fashion items."""
+    return info.item if info.name == DIGITS.name else "class"
+
+
+def _classes(classes: Any, info: DatasetInfo = DIGITS) -> list[int]:
+    """The classes ticked on the page (the strings "0" … "9", whatever the dataset calls them), checked."""
+    noun = "digit class" if info.name == DIGITS.name else "class"
     if classes is not None and not isinstance(classes, (list, tuple)):
-        raise InputError("Digit classes are a list of the digits 0–9.")
-    chosen = sorted({parse_int(c, "Each digit class", 0, 9) for c in (classes or [])})
+        raise InputError(f"The {noun}es are a list of the labels 0–9.")
+    chosen = sorted({parse_int(c, f"Each {noun}", 0, 9) for c in (classes or [])})
     if not chosen:
-        raise InputError("Choose at least one digit class.")
+        raise InputError(f"Choose at least one {noun}.")
     return chosen
 
 
-def _labels(classes: Any, per_class: Any) -> torch.Tensor:
+def _labels(classes: Any, per_class: Any, info: DatasetInfo = DIGITS) -> torch.Tensor:
     k = parse_int(per_class, "Samples per class", 1, MAX_PER_CLASS)
-    return validate_labels(_classes(classes)).repeat_interleave(k)
+    return validate_labels(_classes(classes, info)).repeat_interleave(k)
 
 
 def _sampler_settings(
@@ -170,56 +196,72 @@ def _classes_as_columns(n: int, per_class: int) -> np.ndarray:
     return np.arange(n).reshape(n // per_class, per_class).T.reshape(-1)
 
 
-def verdict_caption(asked: int, read: int, confidence: float) -> str:
-    """The short verdict drawn under a digit: "✓ 3 · 98%" or "✗ 5 · 61%" (the mark, not only the colour)."""
-    return f"{OK_MARK if read == asked else BAD_MARK} {read} · {100 * confidence:.0f}%"
+def verdict_caption(asked: int, read: int, confidence: float, info: DatasetInfo = DIGITS) -> str:
+    """The short verdict drawn under a sample: "✓ 3 · 98%" or "✗ Sneaker · 61%" (the mark, not only the colour)."""
+    return f"{OK_MARK if read == asked else BAD_MARK} {info.short_names[read]} · {100 * confidence:.0f}%"
 
 
-def verdict_text(asked: int, read: int, confidence: float) -> str:
-    """The verdict as a sentence fragment for the page's text: "✓ 3 (98%)" or "✗ read as 5 (61%)"."""
+def verdict_text(asked: int, read: int, confidence: float, info: DatasetInfo = DIGITS) -> str:
+    """The verdict as a sentence fragment for the page's text: "✓ 3 (98%)" or "✗ read as Ankle boot (61%)"."""
     if read == asked:
-        return f"{OK_MARK} {read} ({100 * confidence:.0f}%)"
-    return f"{BAD_MARK} read as {read} ({100 * confidence:.0f}%)"
+        return f"{OK_MARK} {info.class_names[read]} ({100 * confidence:.0f}%)"
+    return f"{BAD_MARK} read as {info.class_names[read]} ({100 * confidence:.0f}%)"
+
+
+def misread_phrase(asked: int, read: int, info: DatasetInfo = DIGITS) -> str:
+    """One misreading in words: "a 7 read as 1", "a Shirt read as T-shirt/top", "an Ankle boot read as Sneaker"."""
+    name = info.class_names[asked]
+    article = "an" if name[0] in "AEIOU" else "a"  # digits keep "a" ("a 8"), as the page always wrote them
+    return f"{article} {name} read as {info.class_names[read]}"
 
 
 @dataclass(frozen=True)
 class VerdictSheet:
-    """The classifier's verdicts on class-major digits: the picture, and the same verdicts as text."""
+    """The classifier's verdicts on class-major samples: the picture, and the same verdicts as text."""
 
-    image: np.ndarray  # RGB uint8: one column per class, each digit with its verdict underneath
+    image: np.ndarray  # RGB uint8: one column per class, each sample with its verdict underneath
     accuracy: float  # share read as the class asked for
     table: str  # Markdown: one row per class asked, one cell per sample
-    misread: tuple[str, ...]  # "a 7 read as 1", one per digit the classifier read as another class
+    misread: tuple[str, ...]  # "a 7 read as 1", one per sample the classifier read as another class
 
 
-def _verdict_sheet(images: np.ndarray, labels: np.ndarray, per_class: int) -> VerdictSheet:
-    """Classify uint8 digits sampled class by class (``per_class`` of each) and lay out their verdicts.
+def _verdict_sheet(images: np.ndarray, labels: np.ndarray, per_class: int, info: DatasetInfo = DIGITS) -> VerdictSheet:
+    """Classify uint8 samples of ``info``'s dataset, drawn class by class (``per_class`` of each), and lay out the
+    verdicts of that dataset's classifier.
 
-    The classifier reads the digits as saved (uint8), so the verdict is the one a download would get.
+    The classifier reads the samples as saved (uint8), so the verdict is the one a download would get.
     """
-    verdict = classify(state.classifier(), to_model_range(images))
+    verdict = classify(state.classifier(info.name), to_model_range(images))
     asked, read, sure = labels.tolist(), verdict.predicted.tolist(), verdict.confidence.tolist()
     order = _classes_as_columns(len(images), per_class)
     sheet = pictures.captioned_grid(
-        images[order], [verdict_caption(asked[i], read[i], sure[i]) for i in order],
+        images[order], [verdict_caption(asked[i], read[i], sure[i], info) for i in order],
         [OK_COLOR if read[i] == asked[i] else BAD_COLOR for i in order],
         ncol=len(images) // per_class, scale=GRID_SCALE,
     )  # fmt: skip
     heads = ["classifier's reading"] if per_class == 1 else [f"sample {j + 1}" for j in range(per_class)]
     rows = [
-        f"| {asked[start]} | "
-        + " | ".join(verdict_text(asked[i], read[i], sure[i]) for i in range(start, start + per_class)) + " |"
+        f"| {info.class_names[asked[start]]} | "
+        + " | ".join(verdict_text(asked[i], read[i], sure[i], info) for i in range(start, start + per_class)) + " |"
         for start in range(0, len(images), per_class)
     ]  # fmt: skip
-    table = "\n".join([f"| digit asked | {' | '.join(heads)} |", "|---" * (len(heads) + 1) + "|", *rows])
-    misread = tuple(f"a {a} read as {r}" for a, r in zip(asked, read, strict=True) if a != r)
+    head = f"| {_class_word(info)} asked | {' | '.join(heads)} |"
+    table = "\n".join([head, "|---" * (len(heads) + 1) + "|", *rows])
+    misread = tuple(misread_phrase(a, r, info) for a, r in zip(asked, read, strict=True) if a != r)
     return VerdictSheet(sheet, float(verdict.correct(labels).mean()), table, misread)
 
 
-def _class_list(classes: Sequence[int]) -> str:
-    """The classes as words: "0–9" for every digit, else e.g. "1, 3 and 7"."""
+def _class_list(classes: Sequence[int], info: DatasetInfo = DIGITS) -> str:
+    """The classes as words: "0–9" for every digit, else e.g. "1, 3 and 7" or "Trouser, Dress and Bag"."""
     chosen = sorted(set(classes))
-    return "0–9" if chosen == list(range(10)) else _listed([str(c) for c in chosen], most=len(chosen))
+    if info.name == DIGITS.name and chosen == list(range(10)):
+        return "0–9"
+    return _listed([info.class_names[c] for c in chosen], most=len(chosen))
+
+
+def _column_titles(classes: Sequence[int], info: DatasetInfo) -> list[str]:
+    """Titles for pictures with one column per class: the short name of each class, in order."""
+    return [info.short_names[c] for c in sorted(set(classes))]
 
 
 @picture_view
@@ -235,20 +277,21 @@ def sample_digits(
     request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> Iterator[tuple[Picture, Picture | None, list[str] | None, str]]:
-    """Sample, streaming the model's current x̂₀ while it works; then the verdict sheet and the denoising GIF
-    (pictures with their alt text), the files, and a summary with every verdict as text.
+    """Sample the page's model (of the page's dataset), streaming its current x̂₀ while it works; then the verdict
+    sheet and the denoising GIF (pictures with their alt text), the files, and a summary with every verdict as text.
 
     The page's Cancel button, or closing the page, stops the sampler at its next step.
     """
-    labels = _labels(classes, per_class)
-    settings = _sampler_settings(w, sampler, sampler_steps, eta, seed, mid_guidance)
     loaded = state.model_for(request)
+    info = loaded.dataset_info
+    labels = _labels(classes, per_class, info)
+    settings = _sampler_settings(w, sampler, sampler_steps, eta, seed, mid_guidance)
     validate_settings(settings, loaded.schedule)
     check_work(network_images_needed(settings, loaded.schedule, len(labels), takes_guidance(loaded.model)), "sample")
     asked = labels.tolist()
     k = len(labels) // len(set(asked))
     order, columns = _classes_as_columns(len(labels), k), len(labels) // k
-    which = _class_list(asked)
+    which, per_column = _class_list(asked, info), _class_word(info)
     trajectory = Trajectory.for_frames(sampling_steps(settings, loaded.schedule))
 
     def work(report: Report) -> SampleResult:
@@ -259,43 +302,43 @@ def sample_digits(
         return sample(loaded.model, loaded.schedule, labels, settings, callback=on_step)
 
     def show(latest: Progress) -> tuple[Picture, None, None, str]:
-        info: StepInfo = latest.detail
-        preview = pictures.image_grid(to_uint8(info.pred_x0)[order], nrow=columns, scale=GRID_SCALE, pad=1)
-        where = f"step {info.index + 1} of {info.total}: the model's current x̂₀"
-        alt = f"Sampling in progress, {where} for {len(labels)} digits ({which}), one column per digit."
+        step: StepInfo = latest.detail
+        preview = pictures.image_grid(to_uint8(step.pred_x0)[order], nrow=columns, scale=GRID_SCALE, pad=1)
+        where = f"step {step.index + 1} of {step.total}: the model's current x̂₀"
+        alt = f"Sampling in progress, {where} for {len(labels)} {info.items} ({which}), one column per {per_column}."
         return Picture(preview, alt), None, None, where
 
     result = yield from watch(request, work, 4, progress, "denoising", show)
     images, labels_np = to_uint8(result.images), result.labels.numpy()
-    verdicts = _verdict_sheet(images, labels_np, k)
+    verdicts = _verdict_sheet(images, labels_np, k, info)
     folder = request_folder("samples")
-    stem = f"digits-w{settings.w:g}-{settings.sampler}-seed{settings.seed}"
+    stem = f"{info.name}-w{settings.w:g}-{settings.sampler}-seed{settings.seed}"
     png = pictures.save_png(verdicts.image, folder / f"{stem}.png")
     npz = folder / f"{stem}.npz"
-    np.savez_compressed(npz, images=images, labels=labels_np.astype(np.int64))
+    np.savez_compressed(npz, images=images, labels=labels_np.astype(np.int64), class_names=np.array(info.class_names))
     frames = pictures.denoising_frames(
         [to_uint8(x)[order] for x in trajectory.xs], [to_uint8(x)[order] for x in trajectory.pred_x0s],
-        columns, scale=GIF_SCALE,
+        columns, scale=GIF_SCALE, titles=_column_titles(asked, info),
     )  # fmt: skip
     gif = pictures.save_gif(frames, folder / f"{stem}.gif", fps=12, hold_last=1.5)
     summary = (
-        f"{len(images)} digits in **{result.seconds:.2f} s** ({result.network_evaluations} network passes, "
+        f"{len(images)} {info.items} in **{result.seconds:.2f} s** ({result.network_evaluations} network passes, "
         f"{settings.sampler}, w = {settings.w:g}{_interval_text(settings)}, seed {settings.seed}). "
         f"The classifier reads **{100 * verdicts.accuracy:.0f}%** as the class asked for ({OK_MARK} green: agrees, "
         f"{BAD_MARK} red: disagrees; every verdict is in the table below). "
         f"The GIF has {len(frames)} frames: x_t on the left, the model's x̂₀ on the right.\n\n"
-        f"Model: `{loaded.name}` (this page's; change it in tab 3). Network: {result.execution.describe()}.\n\n"
-        + verdicts.table
+        f"Model: `{loaded.name}` ({info.title}, this page's; change it in tab 3). "
+        f"Network: {result.execution.describe()}.\n\n" + verdicts.table
     )
     sheet_alt = (
-        f"{len(images)} sampled digits ({which}, {k} per class) at w = {settings.w:g} with {settings.sampler}, "
-        f"seed {settings.seed}; one column per digit, each with the classifier's verdict underneath: "
-        f"{len(images) - len(verdicts.misread)} of {len(images)} read as asked"
+        f"{len(images)} sampled {info.items} ({which}, {k} per class) at w = {settings.w:g} with {settings.sampler}, "
+        f"seed {settings.seed}; one column per {per_column}, each {info.item} with the classifier's verdict "
+        f"underneath: {len(images) - len(verdicts.misread)} of {len(images)} read as asked"
         + (f"; {_listed(verdicts.misread)}." if verdicts.misread else ".")
     )
     gif_alt = (
         f"Denoising animation, {len(frames)} frames: the noisy x_t on the left and the model's x̂₀ on the right "
-        f"turn from noise into the {len(images)} digits of the sheet."
+        f"turn from noise into the {len(images)} {info.items} of the sheet, each column titled with its class."
     )
     yield Picture(verdicts.image, sheet_alt), Picture(str(gif), gif_alt), [str(png), str(gif), str(npz)], summary
 
@@ -344,6 +387,14 @@ def _run_all(
     return results
 
 
+def _student_for(loaded: LoadedModel) -> LoadedModel | None:
+    """The distilled student, to run beside ``loaded``: only when both draw the same dataset (it knows digits)."""
+    if loaded.dataset != DIGITS.name:  # not even loaded: a fashion page needs nothing of the digit student
+        return None
+    student = state.student()
+    return student if student.dataset == loaded.dataset else None
+
+
 @picture_view
 def guidance_sweep(
     classes: Any, per_class: Any, ws_text: Any, sampler: str, sampler_steps: Any, eta: Any, seed: Any,
@@ -352,20 +403,21 @@ def guidance_sweep(
     """The same starting noise at several w: a sheet (rows = w, columns = class) and accuracy/diversity vs w, each
     with its alt text, and a note with every row's numbers as a table."""
     ws = _parse_ws(ws_text)
-    labels = _labels(classes, per_class)
     loaded = state.model_for(request)
+    info = loaded.dataset_info
+    labels = _labels(classes, per_class, info)
     base = _sampler_settings(ws[0], sampler, sampler_steps, eta, seed, mid_guidance)
     for w in ws:
         validate_settings(replace(base, w=w), loaded.schedule)
     noise = starting_noise(loaded.model, len(labels), base.seed)
     k = len(labels) // len(set(labels.tolist()))
     first_of_class = np.arange(0, len(labels), k)
-    student = state.student()
-    student_top = student_w_range(student.config)[1]
+    student = _student_for(loaded)
+    student_top = student_w_range(student.config)[1] if student is not None else -math.inf
     runs = []
     for w in ws:
         runs.append(("", loaded, replace(base, w=w)))
-        if w <= student_top:  # the student was distilled for w in 0…w_max only
+        if student is not None and w <= student_top:  # the student was distilled for w in 0…w_max only
             runs.append((STUDENT_LABEL, student, replace(state.student_live_settings(), w=w, seed=base.seed)))
     steps, images = _planned_work(runs, len(labels))
     check_work(images, "sweep")
@@ -377,7 +429,7 @@ def guidance_sweep(
     curves: dict[str, dict[str, list[float]]] = {"accuracy": {}, "diversity": {}}
     for (who, _, settings), result in zip(runs, results, strict=True):
         w = settings.w
-        verdict = classify(state.classifier(), result.images)
+        verdict = classify(state.classifier(info.name), result.images)
         accuracy = verdict.accuracy(result.labels)
         spread = diversity(verdict.features, result.labels.numpy())
         name = who or MODEL_LABEL
@@ -386,7 +438,7 @@ def guidance_sweep(
         rows.append(to_uint8(result.images)[first_of_class])
         tag = f" ({who}, {result.network_images // len(labels)} passes)" if who else ""
         captions.append(f"w = {w:g}{tag}: {100 * accuracy:.0f}% read correctly, diversity {spread:.2f}")
-    sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE)
+    sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE, titles=_column_titles(labels.tolist(), info))
     order = np.argsort(ws)
     plot = pictures.render_curves(
         np.array(ws)[order],
@@ -407,21 +459,34 @@ def guidance_sweep(
         value = curves[what].get(name, [math.nan] * len(ws))[i]
         return "–" if math.isnan(value) else fmt.format(value)
 
-    table = "| w | accuracy | diversity | student accuracy | student diversity |\n|---|---|---|---|---|\n" + "\n".join(
-        f"| {w:g} | {cell(MODEL_LABEL, 'accuracy', i, '{:.0%}')} | {cell(MODEL_LABEL, 'diversity', i, '{:.2f}')} "
-        f"| {cell(STUDENT_LABEL, 'accuracy', i, '{:.0%}')} | {cell(STUDENT_LABEL, 'diversity', i, '{:.2f}')} |"
-        for i, w in enumerate(ws)
-    )
+    names = [MODEL_LABEL] + ([STUDENT_LABEL] if student is not None else [])
+    heads = ["accuracy", "diversity"] + (["student accuracy", "student diversity"] if student is not None else [])
+    table = "\n".join([
+        f"| w | {' | '.join(heads)} |", "|---" * (len(heads) + 1) + "|",
+        *(
+            f"| {w:g} | "
+            + " | ".join(f"{cell(n, 'accuracy', i, '{:.0%}')} | {cell(n, 'diversity', i, '{:.2f}')}" for n in names)
+            + " |"
+            for i, w in enumerate(ws)
+        ),
+    ])  # fmt: skip
+    if student is not None:
+        student_text = (
+            f"Under each w, the {STUDENT_LABEL} ({state.student_live_settings().steps} one-pass steps, w as an "
+            f"input; w ≤ {student_top:g} only) from the same noise."
+        )
+    else:
+        student_text = f"The {STUDENT_LABEL} knows digits only, so it has no rows for {info.title}."
     note = (
-        f"Same starting noise for every row ({len(labels)} digits per w, {k} per class; the sheet shows the "
-        "first of each class). Higher w usually raises accuracy and lowers diversity. Under each w, the "
-        f"{STUDENT_LABEL} ({state.student_live_settings().steps} one-pass steps, w as an input; w ≤ {student_top:g} "
-        "only) from the same noise.\n\n" + table
+        f"Same starting noise for every row ({len(labels)} {info.items} per w, {k} per class; the sheet shows the "
+        f"first of each class, its columns titled). Higher w usually raises accuracy and lowers diversity. "
+        f"{student_text}\n\n" + table
     )
     runs_text = ", ".join(f"w = {st.w:g}" + (f" ({who})" if who else "") for who, _, st in runs)
     sheet_alt = (
-        f"Guidance sweep from one starting noise: {len(rows)} rows of digits ({_class_list(labels.tolist())}, "
-        f"the first sample of each), one per run: {runs_text}. Each row's accuracy and diversity are in the "
+        f"Guidance sweep from one starting noise: {len(rows)} rows of {info.items} "
+        f"({_class_list(labels.tolist(), info)}, the first sample of each) under a band naming each column's "
+        f"{_class_word(info)}; one row per run: {runs_text}. Each row's accuracy and diversity are in the "
         "table beside the plot."
     )
     plot_alt = (
@@ -437,18 +502,20 @@ def compare_samplers(
 ) -> Iterator[tuple[Picture, str]]:
     """DDPM over all T, DDIM and DPM-Solver++ at several step counts, all from the same x_T: the rows (with their
     alt text), and a note with each row's time and accuracy as a table."""
-    labels = _labels(classes, 1)
     loaded = state.model_for(request)
+    info = loaded.dataset_info
+    labels = _labels(classes, 1, info)
+    w = parse_float(w, "The guidance weight w", W_MIN, W_MAX)
     seed = parse_seed(seed)
     noise = starting_noise(loaded.model, len(labels), seed)
     runs = []
     for name, steps in COMPARISONS:
-        settings = SamplerSettings(w=float(w), sampler=name, steps=steps or 1, seed=seed)  # type: ignore[arg-type]
+        settings = SamplerSettings(w=w, sampler=name, steps=steps or 1, seed=seed)  # type: ignore[arg-type]
         validate_settings(settings, loaded.schedule)
         runs.append((name.upper(), "", loaded, settings))
-    student = state.student()
-    if float(w) <= student_w_range(student.config)[1]:
-        settings = replace(state.student_live_settings(), w=float(w), seed=seed)
+    student = _student_for(loaded)
+    if student is not None and w <= student_w_range(student.config)[1]:
+        settings = replace(state.student_live_settings(), w=w, seed=seed)
         runs.append((STUDENT_LABEL, " (one pass each)", student, settings))
     steps, images = _planned_work([(name, model, settings) for name, _, model, settings in runs], len(labels))
     check_work(images, "comparison")
@@ -458,28 +525,32 @@ def compare_samplers(
     )  # fmt: skip
     rows, captions, lines = [], [], []
     for (name, detail, _, _), result in zip(runs, results, strict=True):
-        acc = classify(state.classifier(), result.images).accuracy(result.labels)
+        acc = classify(state.classifier(info.name), result.images).accuracy(result.labels)
         rows.append(to_uint8(result.images))
         label = f"{name} {result.network_evaluations} steps"
         captions.append(f"{label}{detail}: {result.seconds:.2f} s, {100 * acc:.0f}% read correctly")
         lines.append(f"| {label}{detail} | {result.seconds:.2f} s | {100 * acc:.0f}% |")
-    student_row = (
-        " The last row is the student distilled from the shipped model: DDIM in "
-        f"{runs[-1][3].steps} steps, one pass each, w as an input."
-        if runs[-1][0] == STUDENT_LABEL
-        else ""
-    )
+    if runs[-1][0] == STUDENT_LABEL:
+        student_row = (
+            " The last row is the student distilled from the shipped digit model: DDIM in "
+            f"{runs[-1][3].steps} steps, one pass each, w as an input."
+        )
+    elif student is None:
+        student_row = f" The {STUDENT_LABEL} knows digits only, so it has no row for {info.title}."
+    else:
+        student_row = ""
     note = (
         "Every row starts from the same $x_T$. DDPM adds fresh noise at each of its T steps; DDIM with "
         "η = 0 and DPM-Solver++ are deterministic given $x_T$." + student_row
         + "\n\n| sampler | time | accuracy |\n|---|---|---|\n" + "\n".join(lines)
     )  # fmt: skip
     alt = (
-        f"{len(rows)} rows of digits ({_class_list(labels.tolist())}) from the same starting noise, one per "
-        f"sampler: {', '.join(caption.split(':')[0] for caption in captions)}. Each row's time and accuracy "
-        "are in the table below."
+        f"{len(rows)} rows of {info.items} ({_class_list(labels.tolist(), info)}) from the same starting noise, "
+        f"one per sampler: {', '.join(caption.split(':')[0] for caption in captions)}, under a band naming each "
+        f"column's {_class_word(info)}. Each row's time and accuracy are in the table below."
     )
-    yield Picture(pictures.labelled_rows(rows, captions, scale=GRID_SCALE), alt), note
+    sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE, titles=_column_titles(labels.tolist(), info))
+    yield Picture(sheet, alt), note
 
 
 def _live_request(classes: Any, w: Any, seed: Any) -> SampleRequest:
@@ -546,7 +617,7 @@ def teacher_beside_student(classes: Any, w: Any, seed: Any) -> tuple[Picture, st
     teacher_run = sample(teacher.model, teacher.schedule, labels, teacher_settings, noise=noise)
     rows, captions, lines = [], [], []
     for name, run in ((STUDENT_LABEL, student_run), (f"teacher ({teacher.name})", teacher_run)):
-        acc = classify(state.classifier(), run.images).accuracy(run.labels)
+        acc = classify(state.classifier(teacher.dataset), run.images).accuracy(run.labels)
         rows.append(to_uint8(run.images))
         passes = run.network_images // len(labels)
         captions.append(
@@ -586,13 +657,43 @@ def live_alt_text(note: Any, classes: Any) -> Any:
     return gr.update(alt_text=f"Digits {digits} drawn live by the {STUDENT_LABEL} from one starting noise at {note}")
 
 
-def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.components.Component]:
+def dataset_controls(request: gr.Request | None = None) -> tuple[dict[str, Any], ...]:
+    """Updates for the tab's controls that name the page's dataset: the dataset radio, the class boxes (names as
+    labels, values still "0" … "9"), the per-class sliders, the sweep sheet's label and the live section's note."""
+    info = dataset_info(state.dataset_for(request))
+    word = _class_word(info)
+    plural = "digits" if word == "digit" else "classes"
+    live_note = "" if info.name == DIGITS.name else LIVE_DIGITS_ONLY.format(title=info.title)
+    return (
+        gr.update(value=info.name),
+        gr.update(choices=class_choices(info.name), label=plural),
+        gr.update(label=f"samples per {word}"),
+        gr.update(label=f"samples per {word} (for diversity)"),
+        gr.update(label=f"rows: w, columns: {plural}"),
+        gr.update(value=live_note, visible=bool(live_note)),
+    )
+
+
+@friendly_errors
+def choose_dataset(dataset: Any, request: gr.Request | None = None) -> tuple[dict[str, Any], ...]:
+    """Make ``dataset`` this page's dataset and return :func:`dataset_controls` (for a tab built without the card)."""
+    state.choose_dataset(request, dataset)
+    return dataset_controls(request)
+
+
+def build_tab(
+    demo: gr.Blocks, link: gr.State | None = None, model_card: gr.components.Component | None = None
+) -> dict[str, gr.components.Component]:
     """Lay out tab 4 and wire its events; returns its linkable controls by query-parameter name.
 
     ``link`` is this tab's deep-link State: when a link has set the controls, its change redraws the live grid
     (the main sheet and the accordions wait for their buttons, as they do after any other change).
+    ``model_card`` is the page's model card (rendered in tab 3): the dataset radio writes it, and the tab's
+    dataset-dependent controls follow its change, whichever tab changed the page's dataset or model. Without a card
+    (the tab built alone) the radio updates those controls itself.
     """
     gr.Markdown(LIVE_INTRO.replace("STEPS", str(state.student_steps())), latex_delimiters=LATEX)
+    live_dataset_note = gr.Markdown(visible=False, elem_id="live-dataset-note")  # shown while the page is not digits
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             live_w = gr.Slider(*state.student_w_range(), value=LIVE_DEFAULT_W, step=0.1,
@@ -623,7 +724,9 @@ def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.com
     gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
-            classes = gr.CheckboxGroup(CLASS_CHOICES, value=CLASS_CHOICES, label="digits", elem_id="sample-classes")
+            dataset = dataset_radio("sample-dataset")
+            classes = gr.CheckboxGroup(class_choices(DIGITS.name), value=CLASS_CHOICES, label="digits",
+                                       elem_id="sample-classes")  # fmt: skip
             per_class = gr.Slider(1, MAX_PER_CLASS, value=1, step=1, label="samples per digit",
                                   elem_id="sample-per-class")  # fmt: skip
             w = gr.Slider(0, 8, value=DEFAULT_W, step=0.1, label="guidance weight w", elem_id="sample-w")
@@ -651,7 +754,10 @@ def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.com
                 api_visibility="private",
                 elem_id="sample-presets",
             )
-            gr.Markdown("\n".join(f"- **{p.label}**: {p.why}" for p in PRESETS), elem_id="sample-presets-note")
+            gr.Markdown(
+                "\n".join(f"- **{p.label}**: {p.why}" for p in PRESETS) + f"\n\n*{PRESETS_NOTE}*",
+                elem_id="sample-presets-note",
+            )
         with gr.Column(scale=2):
             sheet = gr.Image(label="samples with the classifier's verdict", format="png", interactive=False,
                              elem_id="sample-sheet")  # fmt: skip
@@ -673,6 +779,15 @@ def build_tab(demo: gr.Blocks, link: gr.State | None = None) -> dict[str, gr.com
         compare_sheet = output_image("one row per sampler", fmt="png")
         compare_note = gr.Markdown(latex_delimiters=LATEX)
 
+    # The page's dataset: the radio's .input (a person's choice, never .change) writes the card; every change of the
+    # card, from this tab or tab 3, refreshes the controls here (never from a tab's select: that loops in Gradio).
+    dataset_outputs = [dataset, classes, per_class, sweep_per_class, sweep_sheet, live_dataset_note]
+    quiet = {"api_visibility": "private", "show_progress": "hidden"}
+    if model_card is not None:
+        dataset.input(page_card.choose_dataset, dataset, model_card, **quiet)
+        model_card.change(dataset_controls, None, dataset_outputs, queue=False, **quiet)
+    else:
+        dataset.input(choose_dataset, dataset, dataset_outputs, **quiet)
     live_inputs = [live_classes, live_w, live_seed]
     live = {"concurrency_limit": 2, "concurrency_id": "live", "show_progress": "hidden", "queue": True}
     # One event for every trigger, so "always_last" orders them all: a link applied on page load redraws after

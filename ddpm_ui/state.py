@@ -1,9 +1,10 @@
-"""The app's state: each session's digit model, the training job, the distilled student, data and classifier.
+"""The app's state: each session's dataset and models, the training job, the distilled student, data and classifiers.
 
 The server is shared, so anything one visitor can change is kept per session (keyed by Gradio's session
-hash): the model it samples from (:class:`ddpm_core.sessions.SessionModels`), the training run it owns
-(:class:`ddpm_core.training_job.TrainingJob`) and its heavy requests in flight. The shipped model, the
-student, the data and the classifier are read-only and shared. Everything here is thread-safe.
+hash): the dataset it has chosen and the model it samples from for each (:class:`ddpm_core.sessions.SessionModels`),
+the training run it owns
+(:class:`ddpm_core.training_job.TrainingJob`) and its heavy requests in flight. The shipped models, the
+student, the data and the classifiers are read-only and shared. Everything here is thread-safe.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from typing import Any
 
 from ddpm_core import distillation
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
-from ddpm_core.classifier import DigitClassifier, load_classifier
-from ddpm_core.data import DigitData, load_digits
+from ddpm_core.classifier import ImageClassifier, load_classifier
+from ddpm_core.data import DATASETS, ImageData, dataset_info, load_bundled
 from ddpm_core.distillation import student_settings
-from ddpm_core.paths import shipped_model_dir, student_model_dir
+from ddpm_core.paths import classifier_dir, shipped_model_dir, student_model_dir
 from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings, sampling_execution
 from ddpm_core.sessions import SessionModels, SessionSlots
@@ -33,18 +34,20 @@ SESSION_TTL_S = 3600.0  # an idle session keeps its own model this long (a close
 
 
 @functools.cache
-def digit_data() -> DigitData:
-    """The 5,000 digits that ship with the app (4,000 to train, 1,000 held out)."""
-    return load_digits("bundled")
+def data(dataset: str) -> ImageData:
+    """The 5,000 images of ``dataset`` that ship with the app (4,000 to train, 1,000 held out)."""
+    return load_bundled(dataset)
 
 
 @functools.cache
-def classifier() -> DigitClassifier:
-    """The project's digit classifier, the quality meter under every sample and every training preview."""
-    return load_classifier()
+def classifier(dataset: str) -> ImageClassifier:
+    """The project's classifier of ``dataset``, the quality meter under every sample and every training preview."""
+    return load_classifier(classifier_dir(dataset), dataset)
 
 
-MODELS = SessionModels(lambda: load_checkpoint(shipped_model_dir()), SESSION_MODELS_MB * 1_000_000, SESSION_TTL_S)
+MODELS = SessionModels(
+    lambda dataset: load_checkpoint(shipped_model_dir(dataset)), SESSION_MODELS_MB * 1_000_000, SESSION_TTL_S
+)
 JOB = TrainingJob(classifier=classifier, keep=lambda: MODELS.folders_in_use())
 LIMITS = TrainingLimits.for_environment()
 HEAVY = SessionSlots(limit=1)  # sampling, sweeps, comparisons, the oracle chain, the loss curve: one per page
@@ -63,11 +66,26 @@ def seen(request: Any) -> str:
 
 
 def model_for(request: Any) -> LoadedModel:
-    """The model this session samples from, or a message for the page if it cannot be loaded."""
+    """The model this session samples from (of its chosen dataset), or a message for the page if it cannot be loaded."""
     try:
         return MODELS.get(seen(request))
     except CheckpointError as err:
         raise user_error(f"The model could not be loaded ({err}). Upload or train one in tab 3.") from None
+
+
+def dataset_for(request: Any) -> str:
+    """The dataset this session has chosen ("digits" until it picks another)."""
+    return MODELS.dataset(session_id(request))
+
+
+def choose_dataset(request: Any, dataset: str) -> LoadedModel:
+    """Make ``dataset`` this session's choice (checked: a page may send anything) and return its model."""
+    try:
+        dataset_info(dataset)
+    except ValueError:
+        raise user_error(f"Choose one of the datasets: {', '.join(DATASETS)}.") from None
+    MODELS.choose(seen(request), dataset)
+    return model_for(request)
 
 
 def end_session(request: Any) -> None:
@@ -97,9 +115,9 @@ def student() -> LoadedModel:
 
 
 def teacher() -> LoadedModel:
-    """The shipped model the student was distilled from (read-only, shared), whatever model a session uses."""
+    """The shipped digit model the student was distilled from (read-only, shared), whatever model a session uses."""
     try:
-        return MODELS.default()
+        return MODELS.default("digits")
     except CheckpointError as err:
         raise user_error(f"The shipped model could not be loaded ({err}).") from None
 

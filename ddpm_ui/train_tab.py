@@ -1,9 +1,11 @@
-"""Tab 3, "Train or load": which digit model this page uses; upload or download one; or train one and watch it.
+"""Tab 3, "Train or load": this page's dataset and model; upload or download a model; or train one and watch it.
 
-Each page (browser session) has its own model: the shipped one until it loads a checkpoint or uses the
-one it trained, and nobody else's page changes. One training run at a time for the whole server
-(:class:`ddpm_core.training_job.TrainingJob`), owned by the page that started it: only that page can stop,
-use or download it, and it stops shortly after that page closes. Everyone else sees when it will end.
+Each page (browser session) chooses a dataset (MNIST digits or Fashion-MNIST) and has its own model of each: the
+shipped one until it loads a checkpoint or uses the one it trained, and nobody else's page changes. A checkpoint
+of either dataset can be loaded; it becomes the page's model of its own dataset, and the page switches to that.
+One training run at a time for the whole server (:class:`ddpm_core.training_job.TrainingJob`), on the dataset of
+the page that started it and owned by that page: only it can stop, use or download the run, and the run stops
+shortly after the page closes. Everyone else sees when it will end.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 
 from ddpm_core import pictures
@@ -23,24 +24,29 @@ from ddpm_core.checkpoints import (
     CONFIG_FILE,
     MODEL_FILE,
     CheckpointError,
+    LoadedModel,
     load_checkpoint,
     load_uploaded,
     zip_checkpoint,
 )
+from ddpm_core.data import DEFAULT_DATASET, DatasetInfo, dataset_info
 from ddpm_core.hub import HubOfflineError, HubSettings, HubUnreachableError, download_checkpoint, parse_repo
 from ddpm_core.sampling import SamplerSettings
 from ddpm_core.sessions import BusyError
 from ddpm_core.training import RECIPES, TrainConfig
 from ddpm_core.training_job import OWNER_GRACE_S, JobStatus, NotYourRunError, TrainingBusyError
 from ddpm_core.unet import WIDTH_PRESETS
-from ddpm_ui import state
+from ddpm_ui import model_card, state
 from ddpm_ui.common import (
     LATEX,
+    Picture,
+    dataset_radio,
     file_path,
     friendly_errors,
     parse_float,
     parse_int,
     parse_seed,
+    picture_view,
     refusal,
     request_folder,
     seed_box,
@@ -53,20 +59,26 @@ BOARD_EVERY_S = 5.0  # how often every page refreshes the trainer's status line
 FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training this page's model"
 MAX_REPO_CHARS = 300  # owner/name (96) and a revision (200) with room to spare; longer is not a repo id
 
+DATASET_INTRO = """
+### A class-conditional model of digits or fashion items
+Choose this page's dataset: **MNIST digits** (handwritten 0 to 9) or **Fashion-MNIST** (ten kinds of clothing,
+shoes and bags). Both are 28 × 28 greyscale pictures in ten classes, so the same network and recipes learn either.
+"""
+
 INTRO = r"""
-### A class-conditional model for digits
 The network learns to undo noise: the classic recipe has it predict the noise $\epsilon$ in $x_t$, minimising
 $\lVert \epsilon - \epsilon_\theta(x_t, t, c) \rVert^2$ (eq. 14). The **fast** recipe (the default) has it
 predict the velocity $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$ instead (Salimans & Ho),
 which is well-posed at every noise level, and uses a smaller network, small batches and short schedules; it
 reaches readable digits in about three minutes on a laptop CPU. Now and then
 the class $c$ is replaced by "no class", so the same network also learns the unconditional model that guidance
-needs. Training here uses the 4,000 real MNIST digits that ship with the app and this server's CPU; one run at
-a time for everyone using this server, and the run is yours: only this page can stop, use or download it,
-and it stops shortly after you close the page. While it trains, the preview samples ten digits of each class
-at the Sample tab's defaults and the project's classifier reads them: that is the *guided accuracy* below.
-This page's model (what the Sample and Oracle tabs use) changes only when you load one or click *Use the
-trained model*, and only for this page: other visitors keep theirs.
+needs. Training here uses the 4,000 real pictures of the chosen dataset that ship with the app and this server's
+CPU; one run at a time for everyone using this server, and the run is yours: only this page can stop, use or
+download it, and it stops shortly after you close the page. While it trains, the preview samples ten pictures of
+each class at the Sample tab's defaults and the project's classifier for that dataset reads them: that is the
+*guided accuracy* below. This page's model (what the Sample and Oracle tabs use) changes only when you load one or
+click *Use the trained model*, and only for this page: other visitors keep theirs. Each dataset keeps its own
+model, so switching to the other dataset and back loses nothing.
 """
 
 
@@ -75,88 +87,39 @@ trained model*, and only for this page: other visitors keep theirs.
 # ----------------------------------------------------------------------------------------------
 
 
-def _stored_metrics(metrics: Any) -> str:
-    """The quality table from an uploaded config.json, which may hold anything: a note if it cannot be read."""
-    try:
-        return _metrics_table(metrics if isinstance(metrics, dict) else {})
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        return "_The quality measurements stored with this model could not be read._"
-
-
-def _metrics_table(metrics: dict[str, Any]) -> str:
-    rows = metrics.get("by_w") or []
-    if not rows:
-        return "_No quality measurements stored with this model._"
-    sampler = metrics.get("sampler", {})
-    interval = sampler.get("guidance_interval")
-    guided = f", guidance where {interval[0]:g} < σ ≤ {interval[1]:g}" if interval and interval[1] is not None else ""
-    lines = [
-        f"Measured with the project's classifier, {sampler.get('name', '?')} {sampler.get('steps', '?')} steps"
-        f" ({sampler.get('spacing', 'linspace')} spacing{guided}); real-vs-real Fréchet floor "
-        f"{metrics.get('real_vs_real_frechet_distance', '?')}. *Near-copies*: samples much closer to one training "
-        "digit than to its other neighbours (the held-out real digits have "
-        f"{_near_copy_text(rows, 'real_near_copy_share')}).",
-        "",
-        "| w | accuracy | Fréchet distance | near-copies | samples |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['w']:g} | {100 * r['accuracy']:.1f}% | {r['frechet_distance']:.2f} "
-        f"| {_near_copy_text([r], 'sample_near_copy_share')} | {r['samples']} |"
-        for r in rows
-    ]
-    return "\n".join(lines)
-
-
-def _near_copy_text(rows: list[dict[str, Any]], key: str) -> str:
-    shares = [r["memorisation"][key] for r in rows if "memorisation" in r]
-    return f"{100 * shares[0]:.1f}%" if shares else "not measured"
-
-
-def model_info(request: gr.Request | None = None) -> str:
-    """Markdown describing this page's model: name, size, schedule, training, data and measured quality."""
-    loaded = state.model_for(request)
-    own = state.MODELS.has_own(state.session_id(request))
-    whose = "loaded by this page, for this page only" if own else "the shipped model, shared by every visitor"
-    s = loaded.summary()
-    steps, minutes = s["training_steps"], s["training_minutes"]
-    trained = f"{steps:,} steps" if steps is not None else "unknown steps"
-    if minutes is not None:
-        trained += f" in {minutes:g} min"
-    predicts = {"eps": "the noise ε", "v": "the velocity v"}.get(s["prediction"], s["prediction"])
-    recipe = f" with the {s['recipe']} recipe" if s["recipe"] else ""
-    device = f" ({s['device'].upper() if s['device'] == 'cuda' else s['device']})" if s["device"] else ""
-    return (
-        f"**This page's model: `{s['name']}`** ({whose}) — {s['parameters']:,} parameters, channels {s['channels']}, "
-        f"predicts {predicts}, {s['schedule']}; trained {trained}{device}{recipe} "
-        f"on {s['data'] or 'unknown data'}.\n\n"
-        + _stored_metrics(s["metrics"])
-        + f"\n\n**On this machine** the network runs in {state.execution_for(loaded).describe()}."
-    )
+def _loaded_text(done: str, chosen_before: str, loaded: LoadedModel, request: gr.Request | None) -> str:
+    """``done`` ("Loaded for this page."), a note if the model's dataset switched the page, then the model card."""
+    card = model_card.model_info(request)
+    if loaded.dataset == chosen_before:
+        return f"{done} {card}"
+    return f"{done} It is a model of {loaded.dataset_info.title}: this page has switched to that dataset. {card}"
 
 
 @friendly_errors
 def load_model(files: Any, request: gr.Request | None = None) -> str:
-    """Load an uploaded checkpoint (model.safetensors + config.json, or a zip) as this page's model."""
+    """Load an uploaded checkpoint (model.safetensors + config.json, or a zip) as this page's model of its dataset."""
     session = state.seen(request)
+    chosen_before = state.dataset_for(request)
     paths = [file_path(f) for f in (files or [])]
     try:
         loaded = load_uploaded(paths, request_folder("uploads", keep=state.folders_in_use()))
         state.MODELS.use(session, loaded)
     except (CheckpointError, BusyError) as err:
         raise user_error(f"That checkpoint was not loaded: {err}. This page's model is unchanged.") from None
-    return "Loaded for this page. " + model_info(request)
+    return _loaded_text("Loaded for this page.", chosen_before, loaded, request)
 
 
 @friendly_errors
 def load_from_hub(repo: Any, request: gr.Request | None = None) -> str:
-    """Fetch a checkpoint from the Hugging Face Hub (``owner/name`` or ``owner/name@revision``) as this page's model.
+    """Fetch a checkpoint from the Hugging Face Hub (``owner/name`` or ``owner/name@revision``) as this page's model
+    of its dataset.
 
     Only a repo id is taken, never a path on the server. It is fetched (or, with HF_HUB_OFFLINE=1, found in the
     server's Hub cache) without any token the server holds, so only public repos load; then it gets exactly the
     checks an upload gets and is copied into this page's own folder. On any error the page keeps its model.
     """
     session = state.seen(request)
+    chosen_before = state.dataset_for(request)
     text = repo.strip() if isinstance(repo, str) else ""
     if not text:
         raise user_error("Type the Hub repo to load, like owner/name or owner/name@revision.")
@@ -181,14 +144,14 @@ def load_from_hub(repo: Any, request: gr.Request | None = None) -> str:
         ) from None
     except (CheckpointError, BusyError) as err:
         raise user_error(f"The model from the Hub was not loaded: {err}. This page's model is unchanged.") from None
-    return f"Loaded `{spec}` from the Hugging Face Hub for this page. " + model_info(request)
+    return _loaded_text(f"Loaded `{spec}` from the Hugging Face Hub for this page.", chosen_before, loaded, request)
 
 
 @friendly_errors
 def use_shipped_model(request: gr.Request | None = None) -> str:
-    """Go back to the shipped model on this page."""
-    state.MODELS.use_default(state.seen(request))
-    return "Back to the shipped model. " + model_info(request)
+    """Go back to the shipped model of this page's dataset (this page's own model of it is dropped)."""
+    state.MODELS.use_default(state.seen(request), state.dataset_for(request))
+    return "Back to the shipped model. " + model_card.model_info(request)
 
 
 @friendly_errors
@@ -214,43 +177,62 @@ def _accuracy_frame(status: JobStatus) -> pd.DataFrame:
     return pd.DataFrame({"step": status.accuracy_steps, "accuracy (%)": [100 * a for a in status.accuracies]})
 
 
-def _accuracy_text(status: JobStatus) -> str:
+def _accuracy_text(status: JobStatus, info: DatasetInfo) -> str:
     if not status.accuracies:
         return ""
-    return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 digits, w = {SamplerSettings.w:g})"
+    return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 {info.items}, w = {SamplerSettings.w:g})"
 
 
-def _training_message(status: JobStatus) -> str:
+def _training_message(status: JobStatus, info: DatasetInfo) -> str:
     if status.error:
         return f"**Training failed:** {status.error}"
     loss = f"{status.losses[-1]:.4f}" if status.losses and math.isfinite(status.losses[-1]) else "—"
     if status.running:
         return (
-            f"Training… step **{status.step}**, loss {loss}{_accuracy_text(status)}, "
+            f"Training… step **{status.step}**, loss {loss}{_accuracy_text(status, info)}, "
             f"{100 * status.fraction:.0f}% of the budget, {status.elapsed_s:.0f} s elapsed, "
-            f"about {status.eta_s:.0f} s left." + (f"\n\nTraining in {status.execution}." if status.execution else "")
+            f"about {status.eta_s:.0f} s left.\n\nTraining on {info.title}"
+            + (f" in {status.execution}." if status.execution else ".")
         )
     if status.checkpoint is None:
         return "No training run yet."
     how = "stopped" if status.stopped_early else "finished"
     return (
-        f"Training {how} at step **{status.step}** (loss {loss}{_accuracy_text(status)}); checkpoint saved. "
+        f"Training {how} at step **{status.step}** (loss {loss}{_accuracy_text(status, info)}); checkpoint of "
+        f"{info.title} saved. "
         "Use it as this page's model or download it below."
     )
 
 
-# The preview changes every few seconds while a run trains; the status line above it says at which step and how
-# well the classifier reads it, so its alt text says what it shows and points there.
+PREVIEW_SCALE, PREVIEW_PAD = 4, 2  # each 28-px picture drawn 4× with 2-px gaps (also scaled 4×)
+PREVIEW_TITLE_PX = 28  # the page shows the preview about a third of its size: titles stay about 9 px there
+# Before any run the preview's alt text says in general what it will show; a run's pictures bring their own, in
+# the words of its dataset (preview_alt_text). Both point to the status line for the step and the accuracy.
 PREVIEW_ALT = (
-    "Preview of the model being trained: a grid of sampled digits, ten columns for the classes 0 to 9 and one row "
-    "per sample; the status above gives the training step and the classifier's accuracy on these digits."
+    "Preview of the model being trained: a grid of sampled pictures, one column per class under its name and one "
+    "row per sample; the status above gives the training step and the classifier's accuracy on them."
 )
 
 
-def _preview_image(status: JobStatus) -> np.ndarray | None:
+def preview_alt_text(info: DatasetInfo) -> str:
+    """The preview's alt text for a run on ``info``'s dataset: what the grid shows, in that dataset's words."""
+    return (
+        f"Preview of the {info.title} model being trained: a grid of sampled {info.items}, ten columns for the "
+        f"classes {', '.join(info.class_names[:-1])} and {info.class_names[-1]}, named above them, and one row per "
+        f"sample; the status above gives the training step and the classifier's accuracy on these {info.items}."
+    )
+
+
+def _preview_image(status: JobStatus, info: DatasetInfo) -> Picture | None:
+    """The run's latest preview (ten per class, a column per class) under a band of class names, with its alt text."""
     if status.preview is None:
         return None
-    return pictures.image_grid(status.preview, nrow=10, scale=4, pad=2, pad_value=40)
+    grid = pictures.image_grid(status.preview, nrow=10, scale=PREVIEW_SCALE, pad=PREVIEW_PAD, pad_value=40)
+    cell = status.preview.shape[-1] * PREVIEW_SCALE
+    titled = pictures.column_titles(
+        grid, info.short_names, cell, pad=PREVIEW_PAD * PREVIEW_SCALE, font_size=PREVIEW_TITLE_PX
+    )
+    return Picture(titled, preview_alt_text(info))
 
 
 def _train_config(
@@ -278,7 +260,7 @@ def _train_config(
     )
 
 
-@friendly_errors
+@picture_view
 def train_model(
     minutes: Any,
     max_steps: Any,
@@ -291,19 +273,22 @@ def train_model(
     recipe: str = "fast",
     request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
-) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, np.ndarray | None]]:
-    """Start this page's training run and stream its status, loss curve, accuracy curve and preview until it ends.
+) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, Picture | None]]:
+    """Start this page's training run on its dataset and stream its status, loss curve, accuracy curve and preview.
 
-    If the page goes away mid-run (the stream is closed), the run stops after the owner's grace period.
+    Continuing training resumes the page's model of that dataset. If the page goes away mid-run (the stream is
+    closed), the run stops after the owner's grace period.
     """
     session = state.seen(request)
     config = _train_config(minutes, max_steps, preset, batch, lr, drop, seed, recipe)
-    resume = None
+    dataset, resume = state.dataset_for(request), None
     if start_from == RESUME_CHOICE:
         mine = state.model_for(request)
+        dataset = mine.dataset  # a resumed run goes on with the data its model learnt
         resume = load_checkpoint(mine.path, with_training_state=True) if mine.path else mine
+    info = dataset_info(dataset)
     try:
-        run_id = state.JOB.start(config, state.digit_data(), session, resume, limits=state.LIMITS)
+        run_id = state.JOB.start(config, state.data(dataset), session, resume, limits=state.LIMITS)
     except TrainingBusyError as err:
         raise refusal(err, state.JOB.busy_text()) from None
     try:
@@ -312,7 +297,8 @@ def train_model(
             if status.run_id != run_id:  # ours ended and another page's began between two polls: not ours to show
                 break
             progress(status.fraction, desc=f"step {status.step}")
-            yield _training_message(status), _loss_frame(status), _accuracy_frame(status), _preview_image(status)
+            preview = _preview_image(status, info)
+            yield _training_message(status, info), _loss_frame(status), _accuracy_frame(status), preview
             if not status.running:
                 break
             time.sleep(TRAIN_POLL_S)
@@ -344,13 +330,14 @@ def _my_result(request: gr.Request | None) -> Path:
 
 @friendly_errors
 def use_trained_model(request: gr.Request | None = None) -> str:
-    """Make this page's last trained checkpoint its model."""
+    """Make this page's last trained checkpoint its model of the dataset it learnt (and choose that dataset)."""
+    chosen_before = state.dataset_for(request)
     try:
         loaded = load_checkpoint(_my_result(request))
         state.MODELS.use(state.seen(request), loaded)
     except (CheckpointError, BusyError) as err:
         raise user_error(f"The trained model could not be used: {err}.") from None
-    return "This page now uses the trained model. " + model_info(request)
+    return _loaded_text("This page now uses the trained model.", chosen_before, loaded, request)
 
 
 @friendly_errors
@@ -389,19 +376,24 @@ def end_session(request: gr.Request) -> None:
 # ----------------------------------------------------------------------------------------------
 
 
-def model_card_box() -> gr.Markdown:
-    """This page's model card, made before the tabs (unrendered) so other tabs can follow it; tab 3 renders it.
+def train_heading(dataset: str) -> str:
+    """The heading over the training form, naming the dataset a run would learn."""
+    return f"#### Train on {dataset_info(dataset).title}"
 
-    Every event that changes the page's model writes the card, so its ``change`` says "this page's model changed".
-    """
-    return gr.Markdown(elem_id="model-info", render=False)
+
+def dataset_controls(request: gr.Request | None = None) -> tuple[Any, str]:
+    """The tab's dataset radio and training heading for this page's dataset (after its model card changed)."""
+    dataset = state.dataset_for(request)
+    return gr.update(value=dataset), train_heading(dataset)
 
 
 def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
     """Lay out tab 3 and wire its events (the model card ``info`` fills in when a page loads)."""
-    gr.Markdown(INTRO, latex_delimiters=LATEX)
-    info = info if info is not None else model_card_box()
+    gr.Markdown(DATASET_INTRO)
+    dataset = dataset_radio("train-dataset", label="this page's dataset")
+    info = info if info is not None else model_card.model_card_box()
     info.render()
+    gr.Markdown(INTRO, latex_delimiters=LATEX)
     with gr.Row():
         with gr.Column(scale=1, min_width=300):
             gr.Markdown("#### Load or download a checkpoint")
@@ -421,7 +413,7 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
                 shipped_button = gr.Button("Back to the shipped model", elem_id="ckpt-shipped")
             download_file = gr.File(label="this page's model", interactive=False)
         with gr.Column(scale=1, min_width=300):
-            gr.Markdown("#### Train")
+            heading = gr.Markdown(train_heading(DEFAULT_DATASET))
             with gr.Row():
                 minutes = gr.Number(DEFAULT_MINUTES, minimum=0, maximum=state.LIMITS.max_minutes,
                                     label=f"minutes (at most {state.LIMITS.max_minutes:g})",
@@ -450,15 +442,19 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="training loss", height=260, elem_id="train-loss")
         accuracy_plot = gr.LinePlot(x="step", y="accuracy (%)", y_lim=[0, 100], height=260, elem_id="train-accuracy",
-                                    title=f"guided accuracy (100 digits, w = {SamplerSettings.w:g})")  # fmt: skip
-        preview = gr.Image(label="preview: ten digits per class (columns 0–9), EMA weights", format="png",
+                                    title=f"guided accuracy (10 per class, w = {SamplerSettings.w:g})")  # fmt: skip
+        preview = gr.Image(label="preview: ten per class, named above the columns; EMA weights", format="png",
                            interactive=False, elem_id="train-preview", alt_text=PREVIEW_ALT)  # fmt: skip
     with gr.Row():
         use = gr.Button("Use the trained model", elem_id="train-use")
         download_trained = gr.Button("Download the trained model (.zip)")
     trained_file = gr.File(label="trained model", interactive=False)
 
-    demo.load(model_info, None, info, api_name="model_info")
+    demo.load(model_card.model_info, None, info, api_name="model_info")
+    # The radio writes the card; every change of the card (this radio, tab 4's, a load) sets the radio and heading.
+    dataset.input(model_card.choose_dataset, dataset, info, api_name="choose_dataset", show_progress="hidden")
+    info.change(dataset_controls, None, [dataset, heading], queue=False, api_visibility="private",
+                show_progress="hidden")  # fmt: skip
     demo.load(training_board, None, board, api_visibility="private", queue=False)
     gr.Timer(BOARD_EVERY_S).tick(training_board, None, board, api_visibility="private", queue=False,
                                  show_progress="hidden")  # fmt: skip
@@ -469,11 +465,13 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
     shipped_button.click(use_shipped_model, None, info, api_name="use_shipped_model")
     download_button.click(download_model, None, download_file, api_name="download_model")
     run = start.click(lambda: gr.update(interactive=False), None, start, queue=False, api_visibility="private")
-    run = run.then(
-        train_model, [minutes, max_steps, preset, batch, lr, drop, seed, start_from, recipe],
-        [status, loss_plot, accuracy_plot, preview], api_name="train_model", concurrency_limit=4,
-        concurrency_id="train",
-    )  # fmt: skip
+    # As picture_events wires a view: the API event (plain pictures) is fired by nothing on the page; the page's
+    # twin also sets the preview's alt text, and runs after the button is disabled.
+    train_inputs = [minutes, max_steps, preset, batch, lr, drop, seed, start_from, recipe]
+    train_outputs = [status, loss_plot, accuracy_plot, preview]
+    training = {"concurrency_limit": 4, "concurrency_id": "train"}
+    gr.on([], train_model, train_inputs, train_outputs, api_name="train_model", **training)
+    run = run.then(train_model.for_page, train_inputs, train_outputs, api_visibility="private", **training)
     recipe.change(recipe_settings, recipe, [preset, batch, lr], queue=False, api_visibility="private")
     run.then(lambda: gr.update(interactive=True), None, start, queue=False, api_visibility="private")
     run.then(training_board, None, board, queue=False, api_visibility="private")  # at once, not at the next tick

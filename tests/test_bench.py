@@ -11,13 +11,14 @@ import pytest
 import torch
 
 from benchmarks import bench
-from ddpm_core.checkpoints import LoadedModel, load_checkpoint
-from ddpm_core.classifier import DigitClassifier, save_classifier
+from ddpm_core.checkpoints import LoadedModel, load_checkpoint, save_checkpoint
+from ddpm_core.classifier import ImageClassifier, save_classifier
 from ddpm_core.data import load_bundled
 from ddpm_core.runtime import Execution
 from ddpm_core.sampling import SamplerSettings
-from ddpm_core.schedule import ScheduleConfig
+from ddpm_core.schedule import ScheduleConfig, make_schedule
 from ddpm_core.training import TrainConfig, TrainProgress, train
+from ddpm_core.unet import WIDTH_PRESETS, ContextUNet
 
 T = 50
 REQUIRED_KEYS = {"metric", "value", "unit", "cores", "torch_threads", "cpu_capability", "execution"}
@@ -33,6 +34,15 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     train(config, load_bundled(), out_dir=out, device="cpu")
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny_fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny fashion model of the digit model's shape (untrained: only its speed is measured)."""
+    torch.manual_seed(1)
+    out = tmp_path_factory.mktemp("bench") / "fashion"
+    meta = {"name": "tiny-fashion", "data": {"dataset": "fashion"}}
+    return save_checkpoint(out, ContextUNet(WIDTH_PRESETS["tiny"]), make_schedule("cosine", T), meta)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +99,7 @@ def test_selected_groups() -> None:
 
 def test_main_prints_parseable_lines(tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     torch.manual_seed(0)
-    save_classifier(DigitClassifier().eval(), tmp_path / "clf", {})  # untrained: accuracy is some share
+    save_classifier(ImageClassifier().eval(), tmp_path / "clf", {})  # untrained: accuracy is some share
     out = tmp_path / "bench.jsonl"
     argv = ["--checkpoint", str(tiny_checkpoint), "--classifier", str(tmp_path / "clf"), "--repeats", "1"]
     code = bench.main([*argv, "--threads", "1", "--only", "baseline,default,unet,ddpm", "--out", str(out)])
@@ -153,13 +163,52 @@ def test_forward_group_times_the_apps_tab_handlers(
     assert "ddpm_ui.oracle_tab.error_curve" in curve["path"]
 
 
+def test_fashion_group_times_ten_items_against_ten_digits_in_turns(
+    tiny_checkpoint: Path, tiny_fashion: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["--checkpoint", str(tiny_checkpoint), "--fashion-checkpoint", str(tiny_fashion), "--repeats", "3"]
+    assert bench.main([*argv, "--classifier", str(tmp_path / "none"), "--threads", "1", "--only", "fashion"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert [line["metric"] for line in lines] == ["baseline_note", "ten_fashion_items_default_s", "summary"]
+    row = lines[1]
+    assert REQUIRED_KEYS <= set(row) and row["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert len(row["runs_s"]) == len(row["digits_runs_s"]) == 3 and row["value"] > 0 and row["digits_s"] > 0
+    assert row["fashion_over_digits"] == pytest.approx(row["value"] / row["digits_s"], rel=2e-3)
+    assert lines[-1]["fashion_over_digits_default_s"] == row["fashion_over_digits"]
+    chosen = lines[0]["execution"]["chosen"]  # what auto chose for the digit model, used for both
+    assert row["ran_as"] == {"digits": chosen, "fashion": chosen}
+    assert chosen == f"{row['settings']['runtime']}-{row['settings']['precision']}"
+    passes = SamplerSettings().steps
+    assert row["network_evaluations"] == {"digits": passes, "fashion": passes}
+    assert row["datasets"] == {"digits": "digits", "fashion": "fashion"}
+    assert row["checkpoints"] == {"digits": str(tiny_checkpoint), "fashion": str(tiny_fashion)}
+
+
+def test_fashion_group_without_a_fashion_model_says_so(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["--checkpoint", str(tiny_checkpoint), "--fashion-checkpoint", str(tmp_path / "absent"), "--repeats", "1"]
+    assert bench.main([*argv, "--classifier", str(tmp_path / "none"), "--threads", "1", "--only", "fashion"]) == 0
+    lines = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert [line["metric"] for line in lines] == ["baseline_note", "ten_fashion_items_default_s", "summary"]
+    assert lines[1]["value"] is None and lines[1]["skipped"] and "no fashion model" in lines[1]["note"]
+
+
+def test_interleaved_runs_take_turns_and_reverse_the_order_each_round() -> None:
+    calls: list[str] = []
+    runs = bench.interleaved_runs({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3)
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert {name: len(times) for name, times in runs.items()} == {"a": 3, "b": 3}
+    assert all(t >= 0 for times in runs.values() for t in times)
+
+
 def test_main_refuses_a_missing_checkpoint(tmp_path: Path) -> None:
     assert bench.main(["--checkpoint", str(tmp_path / "none"), "--only", "default"]) == 2
 
 
 def test_accuracy_watch_evaluates_on_schedule_and_stops(loaded: LoadedModel) -> None:
     torch.manual_seed(0)
-    classifier = DigitClassifier().eval()
+    classifier = ImageClassifier().eval()
 
     def progress(step: int, elapsed: float, done: bool = False) -> TrainProgress:
         asked = Execution("torch", "fp32", "fp32/torch", "train", "cpu", "test", 0)

@@ -187,3 +187,36 @@ def test_stale_partial_folders_from_a_killed_save_are_cleared(saved: tuple[Path,
     ck.save_checkpoint(path, tiny_model(seed=3), make_schedule("cosine", 50))
     assert not stale.exists()
     assert ck.load_checkpoint(path).model.config == WIDTH_PRESETS["tiny"]
+
+
+def set_data(path: Path, data: object) -> None:
+    """Write ``data`` as config.json's "data" entry (what a hand-edited or foreign config may hold)."""
+    config = json.loads((path / ck.CONFIG_FILE).read_text())
+    config["data"] = data
+    (path / ck.CONFIG_FILE).write_text(json.dumps(config))
+
+
+def test_a_config_without_a_dataset_is_a_digit_model_and_a_named_one_is_read(saved: tuple[Path, ContextUNet]) -> None:
+    path, _ = saved
+    old = ck.load_checkpoint(path)  # made before there were two datasets: its config names none
+    assert "data" not in old.config and old.dataset == "digits" and old.dataset_info.class_names[3] == "3"
+    assert old.summary()["dataset"] == "digits"
+    set_data(path, {"source": "bundled", "description": "MNIST digits, the old way"})
+    assert ck.load_checkpoint(path).dataset == "digits"
+    set_data(path, {"dataset": "fashion", "source": "bundled"})
+    fashion = ck.load_checkpoint(path)
+    assert fashion.dataset == "fashion" and fashion.dataset_info.class_names[9] == "Ankle boot"
+    assert fashion.summary()["dataset"] == "fashion"
+
+
+@pytest.mark.parametrize(
+    ("dataset", "described"), [("cifar", "'cifar'"), (3, "3"), (None, "null"), (["fashion"], "a list of 1 item")]
+)
+def test_a_dataset_the_app_does_not_know_is_refused(
+    saved: tuple[Path, ContextUNet], dataset: object, described: str
+) -> None:
+    path, _ = saved
+    set_data(path, {"dataset": dataset})
+    with pytest.raises(ck.CheckpointError) as excinfo:
+        ck.load_checkpoint(path)
+    assert str(excinfo.value) == f"config.json: data.dataset is {described}; the app knows digits and fashion"

@@ -14,9 +14,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from ddpm_core import paths
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import load_classifier
 from ddpm_core.cli import digits, evaluate, sample, train, train_classifier
+from ddpm_core.data import FASHION, load_bundled
+from ddpm_core.evaluate import real_floor
+from ddpm_core.paths import classifier_dir
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 
@@ -28,13 +32,46 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def tiny_fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "tiny-fashion"
+    args = ["--dataset", "fashion", "--steps", "2", "--preset", "tiny", "--T", "20", "--batch-size", "8"]
+    assert train.main([*args, "--out", str(out)]) == 0
+    return out
+
+
 def test_train_writes_a_loadable_checkpoint(tiny_checkpoint: Path) -> None:
     loaded = load_checkpoint(tiny_checkpoint)
     assert loaded.schedule.num_steps == 20 and loaded.config["training"]["steps"] == 4
-    assert loaded.config["data"]["source"] == "bundled"
+    assert loaded.config["data"]["source"] == "bundled" and loaded.config["data"]["dataset"] == "digits"
 
 
-def test_sample_writes_the_documented_npz_grid_and_gif(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_train_on_fashion_items_writes_a_fashion_checkpoint(tiny_fashion: Path) -> None:
+    loaded = load_checkpoint(tiny_fashion)
+    assert loaded.dataset == "fashion" and loaded.config["training"]["steps"] == 2
+    assert loaded.config["data"] == {
+        "dataset": "fashion",
+        "source": "bundled",
+        "description": "Fashion-MNIST, 5,000-image subset shipped in assets/fashion_5k.npz",
+        "train_images": 4000,
+    }
+
+
+def test_train_on_a_full_set_that_is_absent_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "empty"))
+    monkeypatch.setattr(paths, "SYSTEM_DATASETS", tmp_path / "no-system-datasets")
+    code = train.main(["--dataset", "fashion", "--data", "full", "--steps", "1", "--out", str(tmp_path / "run")])
+    assert code == 2 and not (tmp_path / "run").exists()
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no Fashion-MNIST IDX files under {tmp_path / 'empty'} or ")
+    assert "apt-get install dataset-fashion-mnist" in err
+
+
+def test_sample_writes_the_documented_npz_grid_and_gif(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "samples.npz"
     code = sample.main([
         "--checkpoint", str(tiny_checkpoint), "--w", "3", "--sampler", "ddim", "--steps", "6",
@@ -42,12 +79,28 @@ def test_sample_writes_the_documented_npz_grid_and_gif(tiny_checkpoint: Path, tm
         "--grid", str(tmp_path / "grid.png"), "--gif", str(tmp_path / "anim.gif"),
     ])  # fmt: skip
     assert code == 0
-    with np.load(out) as f:
+    with np.load(out) as f:  # no pickle needed: every array is plain data
         assert f["images"].dtype == np.uint8 and f["images"].shape == (6, 28, 28)
         assert f["labels"].tolist() == [1, 1, 4, 4, 7, 7]
+        assert f["class_names"].tolist() == [str(d) for d in range(10)]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["dataset"] == "digits" and summary["images"] == 6
     frames = iio.imread(tmp_path / "anim.gif", index=None)
     assert frames.shape[0] == 6  # one frame per step: 6 steps, every = max(1, 6 // 25)
     assert iio.imread(tmp_path / "grid.png").ndim in (2, 3)
+
+
+def test_sample_names_the_fashion_classes(
+    tiny_fashion: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "items.npz"
+    args = ["--classes", "5,9", "--sampler", "ddim", "--steps", "2", "--precision", "fp32", "--runtime", "torch"]
+    assert sample.main(["--checkpoint", str(tiny_fashion), *args, "--out", str(out)]) == 0
+    with np.load(out) as f:
+        assert f["class_names"].tolist() == list(FASHION.class_names)
+        assert f["class_names"][f["labels"]].tolist() == ["Sandal", "Ankle boot"]
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["dataset"] == "fashion" and summary["images"] == 2
 
 
 @pytest.mark.parametrize(
@@ -80,6 +133,33 @@ def test_evaluate_records_metrics_in_the_checkpoint(tiny_checkpoint: Path, capsy
     assert [row["w"] for row in stored["by_w"]] == [0.0, 3.0]
     assert all(row["samples"] == 20 and 0 <= row["accuracy"] <= 1 for row in stored["by_w"])
     assert stored["real_vs_real_frechet_distance"] >= 0
+
+
+def test_evaluate_measures_a_fashion_model_with_the_fashion_classifier_by_default(
+    tiny_fashion: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[tuple[Path, str | None]] = []
+    real_load = evaluate.load_classifier
+
+    def spy(directory, dataset=None):
+        asked.append((Path(directory), dataset))
+        return real_load(directory, dataset)
+
+    monkeypatch.setattr(evaluate, "load_classifier", spy)
+    assert evaluate.main(["--checkpoint", str(tiny_fashion), "--per-class", "1", "--ws", "2"]) == 0
+    assert asked == [(classifier_dir("fashion"), "fashion")]
+    metrics = json.loads(capsys.readouterr().out)
+    assert 0 <= metrics["by_w"][0]["accuracy"] <= 1 and metrics["by_w"][0]["samples"] == 10
+    # the floor is that of the fashion items read by the fashion classifier (its quality does not matter here)
+    floor = real_floor(real_load(classifier_dir("fashion")), load_bundled("fashion"))
+    assert metrics["real_vs_real_frechet_distance"] == round(floor, 3)
+
+
+def test_evaluate_refuses_the_digit_classifier_for_a_fashion_model(
+    tiny_fashion: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = evaluate.main(["--checkpoint", str(tiny_fashion), "--classifier", str(classifier_dir("digits"))])
+    assert code == 2 and "reads digits, not fashion" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
@@ -121,9 +201,30 @@ def test_train_classifier_saves_a_loadable_classifier_with_its_command(
     load_classifier(out)
 
 
+def test_train_classifier_on_fashion_items_saves_a_fashion_classifier(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tmp"
+    assert train_classifier.main(["--dataset", "fashion", "--steps", "20", "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    config = json.loads((out / "config.json").read_text())
+    assert config["dataset"] == "fashion" and config["data"].startswith("Fashion-MNIST, 5,000-image subset")
+    assert config["steps"] == 20 and config["held_out_images"] == 1000
+    assert config["held_out_accuracy"] == round(printed["held_out_accuracy"], 4)
+    load_classifier(out, "fashion")
+    with pytest.raises(ValueError, match="reads fashion, not digits"):
+        load_classifier(out, "digits")
+
+
 def test_digits_describes_the_bundled_split(capsys: pytest.CaptureFixture[str]) -> None:
     assert digits.main([]) == 0
-    assert capsys.readouterr().out.strip().endswith("4000 train, 1000 held out")
+    assert capsys.readouterr().out.strip() == (
+        "MNIST digits, 5,000-image subset shipped in assets/mnist_5k.npz: 4000 train, 1000 held out"
+    )
+    assert digits.main(["--dataset", "fashion"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "Fashion-MNIST, 5,000-image subset shipped in assets/fashion_5k.npz: 4000 train, 1000 held out"
+    )
 
 
 def test_every_console_script_names_a_main_of_ddpm_core_cli() -> None:

@@ -8,15 +8,16 @@ import torch
 
 from ddpm_core import files
 from ddpm_core.classifier import (
-    DigitClassifier,
+    ImageClassifier,
     classify,
     diversity,
+    flip_and_shift,
     frechet_distance,
     load_classifier,
     random_affine,
     save_classifier,
 )
-from ddpm_core.data import load_bundled, load_digits, split_per_class, to_model_range
+from ddpm_core.data import load_bundled, load_dataset, split_per_class, to_model_range
 from ddpm_core.image_io import to_uint8
 
 
@@ -43,9 +44,9 @@ def test_split_refuses_tiny_classes_and_unknown_sources() -> None:
     with pytest.raises(ValueError, match="class 0 has only"):
         split_per_class(np.zeros((5, 28, 28), np.uint8), np.zeros(5, np.int64), 10)
     with pytest.raises(ValueError, match="unknown data source"):
-        load_digits("emnist")  # type: ignore[arg-type]
-    with pytest.raises(FileNotFoundError, match="no MNIST IDX files"):
-        load_digits("mnist", root="/nonexistent-folder")
+        load_dataset("digits", "emnist")  # type: ignore[arg-type]
+    with pytest.raises(FileNotFoundError, match="no MNIST digits IDX files under /nonexistent-folder"):
+        load_dataset("digits", "full", root="/nonexistent-folder")
 
 
 def test_frechet_distance_matches_the_closed_form_for_diagonal_gaussians() -> None:
@@ -80,15 +81,29 @@ def test_random_affine_keeps_background_and_ink() -> None:
     assert not torch.equal(x, y)
 
 
+def test_flip_and_shift_mirrors_about_half_and_moves_each_item_whole() -> None:
+    x = to_model_range(load_bundled("fashion").train.images[:64])
+    y = flip_and_shift(x, torch.Generator().manual_seed(0), shift=2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
+    mirrored = torch.nn.functional.pad(x.flip(-1), (2, 2, 2, 2), value=-1.0)
+    flipped = 0
+    for i in range(len(x)):  # by brute force: each output is one of the 2 × 25 crops of its input, mirrored or not
+        crops = [(f, a, b) for f, src in enumerate((padded, mirrored)) for a in range(5) for b in range(5)
+                 if torch.equal(src[i, :, a : a + 28, b : b + 28], y[i])]  # fmt: skip
+        assert crops, f"image {i} is no shifted copy of its input"
+        flipped += crops[0][0]
+    assert 16 <= flipped <= 48  # a fair coin per image: 32 expected, far outside this is (almost) impossible
+
+
 def test_classify_reports_probabilities_and_features() -> None:
     torch.manual_seed(0)
-    verdict = classify(DigitClassifier().eval(), torch.randn(7, 1, 28, 28))
+    verdict = classify(ImageClassifier().eval(), torch.randn(7, 1, 28, 28))
     assert verdict.predicted.shape == (7,) and verdict.features.shape == (7, 128)
     assert ((verdict.confidence >= 0.1) & (verdict.confidence <= 1.0)).all()  # max of 10 probabilities ≥ 1/10
 
 
 def test_verdict_accuracy_counts_labels_read_correctly() -> None:
-    verdict = classify(DigitClassifier().eval(), torch.zeros(4, 1, 28, 28))
+    verdict = classify(ImageClassifier().eval(), torch.zeros(4, 1, 28, 28))
     predicted = verdict.predicted.tolist()
     wrong = [(p + 1) % 10 for p in predicted]
     assert verdict.accuracy(predicted) == 1.0 and verdict.accuracy(wrong) == 0.0
@@ -100,7 +115,7 @@ def test_verdict_accuracy_counts_labels_read_correctly() -> None:
 
 def test_a_crash_while_saving_the_classifier_keeps_the_old_one(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
-    old, new = DigitClassifier().eval(), DigitClassifier().eval()
+    old, new = ImageClassifier().eval(), ImageClassifier().eval()
     folder = save_classifier(old, tmp_path / "clf", {"which": "old"})
     real_replace = files.os.replace
     calls = []

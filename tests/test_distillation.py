@@ -14,7 +14,7 @@ from ddpm_core import onnx_network
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
 from ddpm_core.cli import distill as distill_cli
 from ddpm_core.cli import evaluate as evaluate_cli
-from ddpm_core.data import load_digits
+from ddpm_core.data import load_bundled
 from ddpm_core.distillation import (
     DistillConfig,
     distill,
@@ -204,7 +204,7 @@ def test_a_short_distillation_writes_a_student_checkpoint(tmp_path) -> None:
     teacher = LoadedModel(random_teacher(7), SCHEDULE, {"name": "tiny-teacher", "training": {"steps": 12}})
     config = DistillConfig(max_steps=4, max_minutes=None, batch_size=4, substeps=2, precision="fp32", report_every=1)
     seen = []
-    result = distill(config, teacher, load_digits(), out_dir=tmp_path / "student", callback=seen.append)
+    result = distill(config, teacher, load_bundled(), out_dir=tmp_path / "student", callback=seen.append)
     assert result.steps == 4 and len(result.losses) == 4 and all(math.isfinite(v) for v in result.losses)
     assert [p.step for p in seen] == [1, 2, 3, 4, 4] and seen[-1].done
     loaded = load_checkpoint(tmp_path / "student")
@@ -223,7 +223,35 @@ def test_a_short_distillation_writes_a_student_checkpoint(tmp_path) -> None:
 def test_distill_refuses_a_student_as_teacher(tmp_path) -> None:
     student = LoadedModel(random_student(), SCHEDULE, {"name": "s"})
     with pytest.raises(ValueError, match="not a distilled student"):
-        distill(DistillConfig(max_steps=1, max_minutes=None, batch_size=2), student, load_digits())
+        distill(DistillConfig(max_steps=1, max_minutes=None, batch_size=2), student, load_bundled())
+
+
+def test_the_student_learns_from_the_teachers_dataset_and_records_it(tmp_path) -> None:
+    fashion = {"name": "fashion-teacher", "data": {"dataset": "fashion"}}
+    teacher = LoadedModel(random_teacher(9), SCHEDULE, fashion)
+    config = DistillConfig(max_steps=1, max_minutes=None, batch_size=2, substeps=1, precision="fp32")
+    with pytest.raises(ValueError, match="the teacher fashion-teacher draws Fashion-MNIST, not MNIST digits"):
+        distill(config, teacher, load_bundled(), out_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    distill(config, teacher, load_bundled("fashion"), out_dir=tmp_path / "student")
+    student = load_checkpoint(tmp_path / "student")
+    assert student.dataset == "fashion" and student.config["data"]["source"] == "bundled"
+
+
+def test_the_distill_command_refuses_data_of_another_dataset(tmp_path, capsys) -> None:
+    from ddpm_core.checkpoints import save_checkpoint
+
+    teacher_dir = tmp_path / "fashion-teacher"
+    save_checkpoint(
+        teacher_dir, random_teacher(10), SCHEDULE, {"name": "fashion-teacher", "data": {"dataset": "fashion"}}
+    )
+    out = tmp_path / "student"
+    assert distill_cli.main(["--teacher", str(teacher_dir), "--out", str(out), "--steps", "1"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: the teacher fashion-teacher draws Fashion-MNIST, not MNIST digits; distil it on its own images with "
+        "--dataset fashion"
+    )
+    assert not out.exists()
 
 
 def test_config_validation() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ddpm_core import files, paths
+from ddpm_core.data import bundled_path
 
 
 def test_write_file_atomically_replaces_whole_or_not_at_all(tmp_path: Path) -> None:
@@ -62,17 +63,24 @@ def test_fresh_folder_clears_old_folders_but_keeps_the_one_asked_for(tmp_path: P
 def test_shipped_files_are_found_and_the_environment_overrides_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in (paths.ASSETS_ENV, paths.CHECKPOINTS_ENV, paths.HOME_ENV):
+    for name in (paths.ASSETS_ENV, paths.CHECKPOINTS_ENV, paths.HOME_ENV, paths.DATA_ENV):
         monkeypatch.delenv(name, raising=False)
-    assert (paths.shipped_model_dir() / "model.safetensors").is_file()
-    assert (paths.classifier_dir() / "config.json").is_file()
-    assert paths.bundled_digits_path().is_file()
+    for dataset in ("digits", "fashion"):
+        assert (paths.shipped_model_dir(dataset) / "model.safetensors").is_file()
+        assert (paths.classifier_dir(dataset) / "config.json").is_file()
+        assert bundled_path(dataset).is_file()
+    assert paths.full_data_roots() == [paths.SYSTEM_DATASETS]
     monkeypatch.setenv(paths.ASSETS_ENV, str(tmp_path / "assets"))
     monkeypatch.setenv(paths.CHECKPOINTS_ENV, str(tmp_path / "ckpts"))
     monkeypatch.setenv(paths.HOME_ENV, str(tmp_path / "home"))
-    assert paths.bundled_digits_path() == tmp_path / "assets" / "mnist_5k.npz"
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "data"))
+    assert bundled_path() == tmp_path / "assets" / "mnist_5k.npz"
+    assert bundled_path("fashion") == tmp_path / "assets" / "fashion_5k.npz"
     assert paths.shipped_model_dir() == tmp_path / "ckpts" / "digits-base"
+    assert paths.shipped_model_dir("fashion") == tmp_path / "ckpts" / "fashion-base"
     assert paths.classifier_dir() == tmp_path / "ckpts" / "classifier"
+    assert paths.classifier_dir("fashion") == tmp_path / "ckpts" / "fashion-classifier"
+    assert paths.full_data_roots() == [tmp_path / "data", paths.SYSTEM_DATASETS]  # searched first, Debian's after
     assert paths.runs_dir() == tmp_path / "home" and (tmp_path / "home").is_dir()
 
 

@@ -49,10 +49,11 @@ METRICS = {
 NOTES = "Hand-written notes about this tiny model."
 
 
-def tiny_checkpoint(folder: Path, seed: int) -> Path:
+def tiny_checkpoint(folder: Path, seed: int, dataset: str | None = None) -> Path:
     torch.manual_seed(seed)
     model = ContextUNet(WIDTH_PRESETS["tiny"])
-    return save_checkpoint(folder, model, make_schedule("cosine", 50), {"name": "tiny", "metrics": METRICS})
+    meta = {"name": "tiny", "metrics": METRICS, **({"data": {"dataset": dataset}} if dataset else {})}
+    return save_checkpoint(folder, model, make_schedule("cosine", 50), meta)
 
 
 @pytest.fixture(scope="module")
@@ -452,6 +453,26 @@ def test_a_checkpoint_without_a_readme_gets_a_short_card_naming_the_repo(tiny: P
     assert card.text.lstrip().startswith("# Model card: `tiny`")
     assert f"--checkpoint {REPO} " in card.text
     assert card.data.license == "mit" and TAGS <= set(card.data.tags)
+
+
+def test_a_fashion_models_card_names_fashion_mnist_and_its_task(
+    tmp_path: Path, offline: list, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tiny_checkpoint(tmp_path / "tiny-fashion", seed=0, dataset="fashion")
+    out = tmp_path / "card.md"
+    assert publish.main(["--checkpoint", str(folder), "--card-only", str(out)]) == 0
+    card = ModelCard(out.read_text(encoding="utf-8"))
+    assert card.data.datasets == ["zalando-datasets/fashion_mnist"]
+    assert "fashion-mnist" in card.data.tags and "mnist" not in card.data.tags
+    assert {"diffusion", "ddpm", "classifier-free-guidance"} <= set(card.data.tags)
+    assert {r.task_name for r in card.data.eval_results} == {"Class-conditional fashion-item generation"}
+    assert {r.dataset_type for r in card.data.eval_results} == {"zalando-datasets/fashion_mnist"}
+    assert {r.dataset_name for r in card.data.eval_results} == {"Fashion-MNIST (the app's 1,000 held out)"}
+    assert "class-conditional diffusion model for 28×28 Fashion-MNIST" in card.text and "digit" not in card.text
+    digits = hub.card_data({"name": "d", "metrics": METRICS})  # no dataset named: a digit model
+    assert digits.datasets == ["ylecun/mnist"] and "mnist" in digits.tags and "fashion-mnist" not in digits.tags
+    assert {r.task_name for r in digits.eval_results} == {"Class-conditional digit generation"}
+    assert offline == []
 
 
 def test_measurements_that_are_not_numbers_are_left_out_of_the_card() -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
-from ddpm_core.data import DigitData, load_bundled, to_model_range
+from ddpm_core.data import ImageData, load_bundled, to_model_range
 from ddpm_core.evaluate import memorisation_check, near_copies, nearest_distances
 from ddpm_core.schedule import ScheduleConfig, make_schedule
 from ddpm_core.training import (
@@ -32,7 +32,7 @@ TINY = TrainConfig(
 
 
 @pytest.fixture(scope="module")
-def digits() -> DigitData:
+def digits() -> ImageData:
     return load_bundled()
 
 
@@ -61,7 +61,7 @@ def test_lognormal_timesteps_follow_the_log_snr_they_were_drawn_at() -> None:
     assert int(t.min()) >= 0 and int(t.max()) <= 249
 
 
-def test_random_shift_moves_each_digit_without_losing_ink(digits: DigitData) -> None:
+def test_random_shift_moves_each_digit_without_losing_ink(digits: ImageData) -> None:
     x = to_model_range(digits.train.images[:64])
     g = torch.Generator().manual_seed(1)
     shifted = random_shift(x, 2, g)
@@ -110,7 +110,7 @@ def test_bad_recipe_settings_are_refused(change: dict, message: str) -> None:
     ],
 )
 def test_every_idea_trains_and_the_checkpoint_says_what_it_predicts(
-    tmp_path: Path, digits: DigitData, change: dict
+    tmp_path: Path, digits: ImageData, change: dict
 ) -> None:
     config = replace(TINY, **change)
     result = train(config, digits, out_dir=tmp_path / "run", device="cpu")
@@ -122,7 +122,7 @@ def test_every_idea_trains_and_the_checkpoint_says_what_it_predicts(
     assert loaded.config["training"]["config"]["weighting"] == change["weighting"]
 
 
-def test_resuming_keeps_the_checkpoints_prediction(tmp_path: Path, digits: DigitData) -> None:
+def test_resuming_keeps_the_checkpoints_prediction(tmp_path: Path, digits: ImageData) -> None:
     first = train(replace(TINY, prediction="eps", max_steps=5), digits, out_dir=tmp_path / "a", device="cpu")
     resume = LoadedModel(first.ema_model, first.schedule, {"training": {"steps": 5}})
     again = train(
@@ -143,7 +143,7 @@ def test_nearest_distances_agree_with_brute_force() -> None:
     assert near_copies(torch.tensor([[1.0, 4.0, 4.0], [2.0, 4.0, 4.0]])).tolist() == [True, False]
 
 
-def test_memorisation_check_flags_copies_and_not_unseen_digits(digits: DigitData) -> None:
+def test_memorisation_check_flags_copies_and_not_unseen_digits(digits: ImageData) -> None:
     unseen = memorisation_check(to_model_range(digits.held_out.images[:200]), digits)
     assert unseen.sample_near_copy_share == unseen.real_near_copy_share == 0.0
     assert unseen.sample_nearest_median > 3.0  # pixels in [0, 1]: unseen digits are far from every training one

@@ -1,5 +1,5 @@
-"""Per-session models (shared default, own models, a byte-capped cache that reloads rather than loses),
-per-session request slots, and background work that stops within one step of being cancelled."""
+"""Per-session models (a shared default per dataset, own models, a byte-capped cache that reloads rather than
+loses), per-session request slots, and background work that stops within one step of being cancelled."""
 
 from __future__ import annotations
 
@@ -17,16 +17,26 @@ from ddpm_core.sessions import MEMORY_FACTOR, BusyError, SessionModels, SessionS
 from ddpm_core.unet import WIDTH_PRESETS, ContextUNet
 
 
-def tiny_checkpoint(folder: Path, seed: int) -> Path:
+def tiny_checkpoint(folder: Path, seed: int, dataset: str = "digits") -> Path:
     torch.manual_seed(seed)
-    return save_checkpoint(
-        folder, ContextUNet(WIDTH_PRESETS["tiny"]), make_schedule("cosine", 20), {"name": folder.name}
-    )
+    meta = {"name": folder.name, "data": {"dataset": dataset}}
+    return save_checkpoint(folder, ContextUNet(WIDTH_PRESETS["tiny"]), make_schedule("cosine", 20), meta)
 
 
 @pytest.fixture()
 def folders(tmp_path: Path) -> list[Path]:
     return [tiny_checkpoint(tmp_path / f"model-{i}", seed=i) for i in range(3)]
+
+
+@pytest.fixture()
+def fashion_folders(tmp_path: Path) -> list[Path]:
+    return [tiny_checkpoint(tmp_path / f"fashion-{i}", seed=10 + i, dataset="fashion") for i in range(2)]
+
+
+@pytest.fixture()
+def shipped(folders: list[Path], fashion_folders: list[Path]) -> dict[str, LoadedModel]:
+    """The stand-ins for the shipped models: one per dataset."""
+    return {"digits": load_checkpoint(folders[0]), "fashion": load_checkpoint(fashion_folders[0])}
 
 
 def test_resident_bytes_counts_float32_weights_times_the_memory_factor(folders: list[Path]) -> None:
@@ -37,7 +47,7 @@ def test_resident_bytes_counts_float32_weights_times_the_memory_factor(folders: 
 
 def test_each_session_sees_its_own_model_and_everyone_else_the_default(folders: list[Path]) -> None:
     default = load_checkpoint(folders[0])
-    models = SessionModels(lambda: default)
+    models = SessionModels(lambda _: default)
     own = load_checkpoint(folders[1])
     models.use("a", own)
     assert models.get("a") is own and models.has_own("a")
@@ -57,7 +67,7 @@ def test_the_cache_pushes_out_least_recently_used_models_and_reloads_them_from_t
         loads.append(folder)
         return load_checkpoint(folder)
 
-    models = SessionModels(lambda: load_checkpoint(folders[0]), cap_bytes=one + one // 2, load_folder=load_folder)
+    models = SessionModels(lambda _: load_checkpoint(folders[0]), cap_bytes=one + one // 2, load_folder=load_folder)
     first, second = load_checkpoint(folders[1]), load_checkpoint(folders[2])
     models.use("a", first)
     models.use("b", second)  # over the cap: a's network leaves memory, a's folder stays
@@ -72,7 +82,7 @@ def test_the_cache_pushes_out_least_recently_used_models_and_reloads_them_from_t
 
 def test_idle_sessions_expire_and_a_full_server_refuses_new_models_without_losing_any(folders: list[Path]) -> None:
     clock = [0.0]
-    models = SessionModels(lambda: load_checkpoint(folders[0]), ttl_s=100, max_sessions=1, clock=lambda: clock[0])
+    models = SessionModels(lambda _: load_checkpoint(folders[0]), ttl_s=100, max_sessions=1, clock=lambda: clock[0])
     mine = load_checkpoint(folders[1])
     models.use("a", mine)
     with pytest.raises(BusyError, match="try again later"):
@@ -84,10 +94,95 @@ def test_idle_sessions_expire_and_a_full_server_refuses_new_models_without_losin
 
 
 def test_a_model_bigger_than_the_cap_is_refused(folders: list[Path]) -> None:
-    models = SessionModels(lambda: load_checkpoint(folders[0]), cap_bytes=1000)
+    models = SessionModels(lambda _: load_checkpoint(folders[0]), cap_bytes=1000)
     with pytest.raises(ValueError, match="MB"):
         models.use("a", load_checkpoint(folders[1]))
     assert not models.has_own("a")
+
+
+def test_a_session_chooses_a_dataset_and_samples_its_shipped_model(shipped: dict[str, LoadedModel]) -> None:
+    asked: list[str] = []
+
+    def load_default(dataset: str) -> LoadedModel:
+        asked.append(dataset)
+        return shipped[dataset]
+
+    models = SessionModels(load_default)
+    assert models.dataset("a") == "digits" and models.get("a") is shipped["digits"]
+    models.choose("a", "fashion")
+    assert models.dataset("a") == "fashion" and models.get("a") is shipped["fashion"]
+    assert models.get("a", "digits") is shipped["digits"]
+    assert models.dataset("b") == "digits" and models.get("b") is shipped["digits"]  # b's choice is its own
+    models.choose("b", "fashion")
+    assert models.get("b") is shipped["fashion"] and models.default("fashion") is shipped["fashion"]
+    assert asked == ["digits", "fashion"]  # each shipped model loaded once, then shared
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        models.choose("a", "cifar")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        models.default("cifar")
+    assert models.dataset("a") == "fashion" and not models.has_own("a")
+
+
+def test_each_dataset_keeps_the_sessions_own_model_across_a_switch(
+    shipped: dict[str, LoadedModel], folders: list[Path], fashion_folders: list[Path]
+) -> None:
+    models = SessionModels(lambda dataset: shipped[dataset])
+    own_digits, own_fashion = load_checkpoint(folders[1]), load_checkpoint(fashion_folders[1])
+    models.use("a", own_fashion)  # using a model chooses its dataset
+    assert models.dataset("a") == "fashion" and models.get("a") is own_fashion
+    assert models.has_own("a") and not models.has_own("a", "digits") and models.get("a", "digits") is shipped["digits"]
+    models.use("a", own_digits)
+    assert models.dataset("a") == "digits" and models.get("a") is own_digits
+    assert models.get("a", "fashion") is own_fashion  # the switch lost nothing
+    models.choose("a", "fashion")
+    assert models.get("a") is own_fashion and models.get("b") is shipped["digits"]
+    models.use_default("a")  # back to the shipped model of the chosen dataset only
+    assert models.dataset("a") == "fashion" and models.get("a") is shipped["fashion"]
+    assert models.has_own("a", "digits") and models.get("a", "digits") is own_digits
+    assert models.folders_in_use() == {folders[0], folders[1], fashion_folders[0]}
+    models.use_default("a", "digits")  # goes back and chooses that dataset
+    assert models.dataset("a") == "digits" and models.get("a") is shipped["digits"] and not models.has_own("a")
+    assert models.folders_in_use() == {folders[0], fashion_folders[0]} and models.session_count() == 0
+
+
+def test_forget_drops_every_dataset_s_model_and_the_choice(
+    shipped: dict[str, LoadedModel], folders: list[Path], fashion_folders: list[Path]
+) -> None:
+    models = SessionModels(lambda dataset: shipped[dataset])
+    models.use("a", load_checkpoint(folders[1]))
+    models.use("a", load_checkpoint(fashion_folders[1]))
+    models.use("b", load_checkpoint(folders[2]))
+    models.forget("a")
+    assert models.dataset("a") == "digits" and models.get("a") is shipped["digits"]  # loads the digits default
+    assert not models.has_own("a", "digits") and not models.has_own("a", "fashion") and models.has_own("b")
+    assert models.folders_in_use() == {folders[0], folders[2]} and models.session_count() == 1
+
+
+def test_a_session_expires_after_its_last_use_of_any_dataset(
+    shipped: dict[str, LoadedModel], folders: list[Path], fashion_folders: list[Path]
+) -> None:
+    clock = [0.0]
+    models = SessionModels(lambda dataset: shipped[dataset], ttl_s=100, clock=lambda: clock[0])
+    models.choose("a", "fashion")
+    models.use("b", load_checkpoint(folders[1]))
+    clock[0] = 80.0
+    models.use("b", load_checkpoint(fashion_folders[1]))
+    clock[0] = 150.0  # a idle for 150 s; b for 70 s since its fashion model
+    assert models.folders_in_use() >= {folders[1], fashion_folders[1]}  # both of b's models live on
+    assert models.dataset("a") == "digits"  # a's choice expired with it
+    clock[0] = 190.0  # b idle for 110 s
+    assert models.folders_in_use() == set() and models.session_count() == 0  # no shipped model was asked for
+    assert models.dataset("b") == "digits"
+
+
+def test_max_sessions_counts_sessions_not_models(folders: list[Path], fashion_folders: list[Path]) -> None:
+    models = SessionModels(lambda _: load_checkpoint(folders[0]), max_sessions=1)
+    models.use("a", load_checkpoint(folders[1]))
+    models.use("a", load_checkpoint(fashion_folders[1]))  # a second model of the same session: still one session
+    assert models.session_count() == 1 and models.has_own("a", "digits") and models.has_own("a", "fashion")
+    with pytest.raises(BusyError, match="try again later"):
+        models.use("b", load_checkpoint(folders[2]))
+    assert not models.has_own("b", "digits")
 
 
 def test_one_heavy_request_per_session_at_a_time() -> None:

@@ -11,6 +11,7 @@ import pytest
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import load_classifier
 from ddpm_core.data import load_bundled
+from ddpm_core.paths import classifier_dir
 from ddpm_core.schedule import ScheduleConfig
 from ddpm_core.training import TrainConfig
 from ddpm_core.training_job import NotYourRunError, TrainingBusyError, TrainingJob, TrainingLimits
@@ -26,8 +27,13 @@ def private_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DDPM_PLAYGROUND_HOME", str(tmp_path / "home"))
 
 
+def shipped_classifier(dataset: str):
+    """The shipped classifier of ``dataset``, as the app passes it to the job."""
+    return load_classifier(classifier_dir(dataset), dataset)
+
+
 def test_training_job_streams_progress_stops_quickly_and_saves() -> None:
-    job = TrainingJob(preview_every_s=0.0, classifier=load_classifier)
+    job = TrainingJob(preview_every_s=0.0, classifier=shipped_classifier)
     job.start(LONG_TINY, load_bundled(), owner="a")
     deadline = time.time() + 60
     while job.status().step < 6 and time.time() < deadline:
@@ -54,6 +60,21 @@ def test_training_job_streams_progress_stops_quickly_and_saves() -> None:
     with pytest.raises(NotYourRunError):
         job.result("b")
     assert load_checkpoint(status.checkpoint).model.config == loaded.model.config
+
+
+def test_a_fashion_run_reads_its_previews_with_the_fashion_classifier() -> None:
+    asked: list[str] = []
+
+    def classifier(dataset: str):
+        asked.append(dataset)
+        return shipped_classifier(dataset)
+
+    job = TrainingJob(preview_every_s=0.0, classifier=classifier)
+    job.start(TrainConfig(**{**LONG_TINY.__dict__, "max_steps": 2}), load_bundled("fashion"), owner="a")
+    assert job.wait(timeout=60)
+    status = job.status()
+    assert status.error is None and status.accuracies and set(asked) == {"fashion"}
+    assert job.load_result("a").dataset == "fashion"
 
 
 def failed_run(monkeypatch: pytest.MonkeyPatch, error: Exception) -> TrainingJob:

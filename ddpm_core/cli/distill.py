@@ -2,6 +2,9 @@
 
 python -m ddpm_core.cli.distill --teacher checkpoints/digits-base --minutes 40 --out checkpoints/digits-live
 python -m ddpm_core.cli.distill --teacher checkpoints/digits-base --steps 200 --out runs/live-smoke
+python -m ddpm_core.cli.distill --teacher checkpoints/fashion-base --dataset fashion --steps 200 --out runs/f-live
+
+The student learns from the teacher's own dataset: --dataset must name it (digits unless said).
 
 See ddpm_core.distillation for the method (Meng et al. 2023; Salimans & Ho 2022).
 """
@@ -16,8 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
-from ddpm_core.cli import HUB_SPEC, make_parser
-from ddpm_core.data import load_digits
+from ddpm_core.cli import HUB_SPEC, add_data_arguments, make_parser
+from ddpm_core.data import dataset_info, load_dataset
 from ddpm_core.distillation import TEACHER_SOLVERS, DistillConfig, distill
 from ddpm_core.hub import resolve_checkpoint
 from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
@@ -53,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint-every", type=float, default=DEFAULTS.checkpoint_every_s, help="seconds between checkpoints"
     )
-    p.add_argument("--data", choices=["bundled", "mnist"], default="bundled", help="training digits")
-    p.add_argument("--data-root", default="data", help="folder with MNIST/raw IDX files (for --data mnist)")
+    add_data_arguments(p)
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps")
     p.add_argument("--name", default=None, help="model name stored in config.json (default: the --out folder's name)")
     return p
@@ -73,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         config.validate()
         teacher = load_checkpoint(resolve_checkpoint(args.teacher))
-        data = load_digits(args.data, args.data_root)
+        if args.dataset != teacher.dataset:
+            asked = dataset_info(args.dataset).title
+            raise ValueError(
+                f"the teacher {teacher.name} draws {teacher.dataset_info.title}, not {asked}; "
+                f"distil it on its own images with --dataset {teacher.dataset}"
+            )
+        data = load_dataset(args.dataset, args.data, args.data_root)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

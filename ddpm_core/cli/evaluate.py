@@ -1,4 +1,4 @@
-"""Command line: measure a digit model with the project's classifier and record it in the checkpoint.
+"""Command line: measure a model with the project's classifier of its dataset and record it in the checkpoint.
 
     python -m ddpm_core.cli.evaluate --checkpoint checkpoints/digits-base --per-class 100 --write
 
@@ -19,7 +19,7 @@ import sys
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint, update_metadata
 from ddpm_core.classifier import load_classifier
 from ddpm_core.cli import HUB_SPEC, make_parser
-from ddpm_core.data import load_digits
+from ddpm_core.data import load_bundled
 from ddpm_core.distillation import student_settings
 from ddpm_core.evaluate import evaluate
 from ddpm_core.files import complete_folder
@@ -69,11 +69,12 @@ def write_refusal(spec: str) -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser("python -m ddpm_core.cli.evaluate", __doc__)
-    p.add_argument("--checkpoint", required=True, help=f"digit model: a checkpoint folder or a Hub id {HUB_SPEC}")
+    p.add_argument("--checkpoint", required=True, help=f"the model: a checkpoint folder or a Hub id {HUB_SPEC}")
     p.add_argument(
         "--classifier",
-        default=str(classifier_dir()),
-        help=f"the quality meter: a classifier folder or a Hub id {HUB_SPEC}",
+        default=None,
+        help=f"the quality meter: a classifier folder or a Hub id {HUB_SPEC} (default: the shipped one of the "
+        "model's dataset, checkpoints/classifier or checkpoints/fashion-classifier)",
     )
     p.add_argument("--per-class", type=int, default=100, help="images drawn per class and guidance weight")
     p.add_argument("--ws", type=parse_ws, default="0,1,2,3,5", help="comma-separated guidance weights")
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckpointError(refusal)
         folder = resolve_checkpoint(args.checkpoint)
         loaded = load_checkpoint(folder)
-        classifier = load_classifier(resolve_checkpoint(args.classifier))
+        meter = resolve_checkpoint(args.classifier) if args.classifier else classifier_dir(loaded.dataset)
+        classifier = load_classifier(meter, loaded.dataset)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -116,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             runtime=args.runtime,
             guidance_interval=NO_INTERVAL if args.guide_everywhere else MID_INTERVAL,
         )
-    metrics = evaluate(loaded, classifier, load_digits("bundled"), args.ws, args.per_class, settings)
+    metrics = evaluate(loaded, classifier, load_bundled(loaded.dataset), args.ws, args.per_class, settings)
     print(json.dumps(metrics, indent=2))
     if args.write:
         update_metadata(folder, {"metrics": metrics})

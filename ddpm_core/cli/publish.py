@@ -1,14 +1,14 @@
 r"""Command line: publish a checkpoint to the Hugging Face Hub, with a model card.
 
-    python -m ddpm_core.cli.publish --checkpoint runs/my-digits --repo your-name/my-digits
+    python -m ddpm_core.cli.publish --checkpoint runs/my-model --repo your-name/my-model
     python -m ddpm_core.cli.publish --checkpoint checkpoints/digits-base --card-only checkpoints/digits-base/README.md
 
 The checkpoint is checked by the strict loader first; then its model card is written: the Hub metadata
-(license, library, tags, dataset and the quality measured in config.json's "metrics" as a model-index) over the
-folder's README.md text, or a short default text when it has none. Then config.json, model.safetensors and
-README.md, and nothing else, are uploaded in one commit (the repo is created if needed). --card-only writes the
-card to a file instead and uploads nothing. The token comes from --token, else HF_TOKEN or a saved
-`hf auth login`; HF_ENDPOINT names another Hub.
+(license, library, tags, the dataset named by config.json's "data", and the quality measured in its "metrics"
+as a model-index) over the folder's README.md text, or a short default text when it has none. Then
+config.json, model.safetensors and README.md, and nothing else, are uploaded in one commit (the repo is
+created if needed). --card-only writes the card to a file instead and uploads nothing. The token comes from
+--token, else HF_TOKEN or a saved `hf auth login`; HF_ENDPOINT names another Hub.
 """
 
 from __future__ import annotations

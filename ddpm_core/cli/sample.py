@@ -1,10 +1,11 @@
-r"""Command line: sample digits from a checkpoint.
+r"""Command line: sample images (digits or fashion items, whatever the model draws) from a checkpoint.
 
     python -m ddpm_core.cli.sample --checkpoint checkpoints/digits-base --w 3 --sampler ddim --steps 25 \
         --per-class 4 --seed 0 --out samples.npz --grid grid.png --gif anim.gif
+    python -m ddpm_core.cli.sample --checkpoint checkpoints/fashion-base --classes 5,7,9 --per-class 8 --out shoes.npz
 
-``samples.npz`` holds ``images`` (uint8, N×28×28, white digit on black) and ``labels`` (int64, N),
-ordered class by class.
+``samples.npz`` holds ``images`` (uint8, N×28×28, white on black), ``labels`` (int64, N), ordered class by
+class, and ``class_names`` (the ten names of the model's dataset, so ``class_names[labels]`` names each image).
 """
 
 from __future__ import annotations
@@ -50,13 +51,17 @@ def parse_classes(text: str) -> list[int]:
 def build_parser() -> argparse.ArgumentParser:
     d = SamplerSettings()
     p = make_parser("python -m ddpm_core.cli.sample", __doc__)
-    p.add_argument("--checkpoint", required=True, help=f"digit model: a checkpoint folder or a Hub id {HUB_SPEC}")
+    p.add_argument("--checkpoint", required=True, help=f"the model: a checkpoint folder or a Hub id {HUB_SPEC}")
     p.add_argument("--w", type=float, default=d.w, help="guidance weight: 0 unconditional, 1 conditional, >1 stronger")
     p.add_argument("--sampler", choices=SAMPLERS, default=d.sampler, help="reverse process to run")
     p.add_argument("--steps", type=int, default=d.steps, help="steps for ddim/dpmpp (ddpm always uses all T)")
     p.add_argument("--eta", type=float, default=d.eta, help="DDIM η: 0 deterministic, 1 DDPM-like")
     p.add_argument("--per-class", type=int, default=1, help="images per class, 1…1000")
-    p.add_argument("--classes", default="0-9", help="classes to draw, as a range (0-9) or a list (1,3,7)")
+    p.add_argument(
+        "--classes",
+        default="0-9",
+        help="class labels to draw, as a range (0-9) or a list (1,3,7); fashion items: 0 T-shirt/top … 9 Ankle boot",
+    )
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the starting noise and of every step's noise")
     p.add_argument("--spacing", choices=SPACINGS, default=d.spacing, help="which steps ddim/dpmpp visit")
     p.add_argument(
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     images = to_uint8(result.images)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, images=images, labels=result.labels.numpy().astype(np.int64))
+    names = np.array(loaded.dataset_info.class_names)  # a str array: np.load reads it without pickle
+    np.savez_compressed(out, images=images, labels=result.labels.numpy().astype(np.int64), class_names=names)
     written = [str(out)]
     if args.grid:
         written.append(str(save_png(image_grid(images, nrow=args.per_class, scale=3), args.grid)))
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         written.append(str(save_gif(frames, args.gif, fps=12, hold_last=1.0)))
     summary = {
+        "dataset": loaded.dataset,
         "images": len(images),
         "seconds": round(result.seconds, 3),
         "network_evaluations": result.network_evaluations,

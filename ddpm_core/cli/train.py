@@ -1,10 +1,11 @@
-"""Command line: train a digit model.
+"""Command line: train a model of digits or fashion items.
 
 python -m ddpm_core.cli.train --minutes 3 --out runs/fast                      # the fast recipe (default)
 python -m ddpm_core.cli.train --recipe classic --minutes 50 --out runs/classic  # the old recipe
 python -m ddpm_core.cli.train --minutes 3 --prediction eps --out runs/eps       # a recipe with one setting changed
 python -m ddpm_core.cli.train --steps 500 --resume checkpoints/digits-base --out runs/more
-python -m ddpm_core.cli.train --data mnist --data-root ~/mnist --out runs/full  # full 60k from IDX files
+python -m ddpm_core.cli.train --dataset fashion --minutes 3 --out runs/fashion  # Fashion-MNIST's shipped subset
+python -m ddpm_core.cli.train --data full --data-root ~/mnist --out runs/full   # full 60k from IDX files
 
 Settings not given on the command line come from the recipe (``--recipe``, see ddpm_core.training.RECIPES).
 """
@@ -20,8 +21,8 @@ from typing import Any
 from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
-from ddpm_core.cli import HUB_SPEC, make_parser
-from ddpm_core.data import load_digits
+from ddpm_core.cli import HUB_SPEC, add_data_arguments, make_parser
+from ddpm_core.data import load_dataset
 from ddpm_core.hub import resolve_checkpoint
 from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
 from ddpm_core.schedule import SCHEDULE_NAMES, ScheduleConfig
@@ -88,9 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=int, default=d.schedule.num_steps, help="number of diffusion steps")
     tuned("--precision", f"auto: time fp32 and bf16 here, keep the faster; set by ${PRECISION_ENV}", choices=PRECISIONS)
     tuned("--checkpoint-every", "seconds between checkpoints", type=float)
-    p.add_argument("--data", choices=["bundled", "mnist"], default="bundled", help="training digits")
-    p.add_argument("--data-root", default="data", help="folder with MNIST/raw IDX files (for --data mnist)")
-    p.add_argument("--download", action="store_true", help="let torchvision download MNIST (needs a network)")
+    add_data_arguments(p)
+    p.add_argument("--download", action="store_true", help="let torchvision download the full set (needs a network)")
     p.add_argument(
         "--resume", default=None, help=f"checkpoint to continue from: a folder or a Hub id {HUB_SPEC} (default: none)"
     )
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         given.update(max_steps=args.steps, max_minutes=minutes, schedule=ScheduleConfig(args.schedule, args.T))
         config = TrainConfig.from_recipe(args.recipe, **given)
         config.validate()
-        data = load_digits(args.data, args.data_root, args.download)
+        data = load_dataset(args.dataset, args.data, args.data_root, args.download)
         resume = load_checkpoint(resolve_checkpoint(args.resume), with_training_state=True) if args.resume else None
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,8 +1,10 @@
-"""Command line: train the project's digit classifier (the quality meter) and save it.
+"""Command line: train the project's classifier of a dataset (its quality meter) and save it.
 
     python -m ddpm_core.cli.train_classifier --out runs/classifier --steps 2000
+    python -m ddpm_core.cli.train_classifier --dataset fashion --data full --steps 8000
 
-Without ``--out`` it overwrites the shipped classifier in ``checkpoints/classifier`` (atomically).
+Without ``--out`` it overwrites the dataset's shipped classifier (``checkpoints/classifier`` for digits,
+``checkpoints/fashion-classifier`` for fashion), atomically.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import sys
 import time
 
 from ddpm_core.classifier import save_classifier, train_classifier
-from ddpm_core.cli import make_parser
-from ddpm_core.data import load_digits
+from ddpm_core.cli import add_data_arguments, make_parser
+from ddpm_core.data import load_dataset
 from ddpm_core.paths import classifier_dir
 
 PROG = "python -m ddpm_core.cli.train_classifier"
@@ -22,7 +24,10 @@ PROG = "python -m ddpm_core.cli.train_classifier"
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, __doc__)
-    p.add_argument("--out", default=str(classifier_dir()), help="classifier folder to write (replaced atomically)")
+    add_data_arguments(p)
+    p.add_argument(
+        "--out", default=None, help="classifier folder to write, replaced atomically (default: the shipped one)"
+    )
     p.add_argument("--steps", type=int, default=2000, help="training steps")
     p.add_argument("--seed", type=int, default=0, help="random seed of initialisation and batches")
     return p
@@ -30,14 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    data = load_digits("bundled")
+    try:
+        data = load_dataset(args.dataset, args.data, args.data_root)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or str(classifier_dir(args.dataset))
     start = time.perf_counter()
     model, acc = train_classifier(data, steps=args.steps, seed=args.seed)
     seconds = time.perf_counter() - start
     save_classifier(
         model,
-        args.out,
+        out,
         {
+            "dataset": data.dataset,
             "held_out_accuracy": round(acc, 4),
             "held_out_images": len(data.held_out),
             "train_images": len(data.train),
@@ -47,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join([PROG, *(sys.argv[1:] if argv is None else argv)]),
         },
     )
-    print(json.dumps({"held_out_accuracy": acc, "seconds": round(seconds, 1), "out": args.out}))
+    print(json.dumps({"held_out_accuracy": acc, "seconds": round(seconds, 1), "out": out}))
     return 0
 
 

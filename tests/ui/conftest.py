@@ -1,6 +1,7 @@
-"""Fixtures for the tab tests: the example photo, a non-image, and a tiny digit model served as the shipped one.
+"""Fixtures for the tab tests: the example photo, a non-image, and tiny models served as the shipped ones.
 
-The tiny checkpoint (trained for three steps) stands in for the shipped model so that every call is quick;
+Tiny checkpoints (trained for three steps), one of digits and one of fashion items, stand in for the shipped
+models so that every call is quick;
 a module that asks for ``tiny_live`` gets private run folders, its own session models and training job, and
 the app's own back afterwards.
 """
@@ -51,12 +52,23 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_fashion_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tabs") / "tiny-fashion"
+    config = TrainConfig(
+        preset="tiny", batch_size=16, max_steps=3, max_minutes=None, schedule=ScheduleConfig("cosine", 50)
+    )
+    train(config, load_bundled("fashion"), out_dir=out, device="cpu", name="tiny-fashion")
+    return out
+
+
 @pytest.fixture(scope="module")
-def tiny_server(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Serve the tiny model as the shipped one for this module; private run folders, session models and job."""
+def tiny_server(tiny_dir: Path, tiny_fashion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Serve the tiny models as the shipped ones for this module; private run folders, session models and job."""
     mp = pytest.MonkeyPatch()
     mp.setenv("DDPM_PLAYGROUND_HOME", str(tmp_path_factory.mktemp("home")))
-    models = SessionModels(lambda: load_checkpoint(tiny_dir))
+    shipped = {"digits": tiny_dir, "fashion": tiny_fashion_dir}
+    models = SessionModels(lambda dataset: load_checkpoint(shipped[dataset]))
     mp.setattr(state, "MODELS", models)
     mp.setattr(state, "JOB", TrainingJob(classifier=state.classifier, keep=models.folders_in_use))
     yield

@@ -9,9 +9,10 @@ from types import ModuleType
 import gradio as gr
 import numpy as np
 import pytest
-from ui_fixtures import EXAMPLE_HW, error_text, last, numbers_after
+from ui_fixtures import EXAMPLE_HW, error_text, last, numbers_after, page
 
-from ddpm_ui import forward_tab, oracle_tab
+from ddpm_core.paths import assets_dir
+from ddpm_ui import forward_tab, oracle_tab, state
 
 HANDLERS = {
     "forward_view": forward_tab.forward_view,
@@ -121,9 +122,107 @@ def test_the_loss_caption_lists_every_value_plotted(monkeypatch: pytest.MonkeyPa
 
 @pytest.mark.usefixtures("tiny_live")
 def test_the_model_step_slider_spans_the_live_models_schedule() -> None:
-    update = oracle_tab._model_step_slider(200)  # the shipped model has T = 250; the tiny one T = 50
+    update, _, _ = oracle_tab._model_controls(200)  # the shipped model has T = 250; the tiny one T = 50
     assert update["maximum"] == 49 and update["value"] == 49 and "T = 50" in update["label"]
-    assert oracle_tab._model_step_slider(7)["value"] == 7
+    assert oracle_tab._model_controls(7)[0]["value"] == 7
+
+
+# ----------------------------------------------------------------------------------------------
+# The model section follows the page's dataset
+# ----------------------------------------------------------------------------------------------
+
+FASHION_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                 "Ankle boot"]  # fmt: skip
+
+
+def held_out_image(file: str, label: int, k: int) -> np.ndarray:
+    """Held-out example k of class ``label``, read straight from the shipped file: the last 100 of each class."""
+    with np.load(assets_dir() / file) as f:
+        images, labels = f["images"], f["labels"]
+    return images[np.flatnonzero(labels == label)[-100:][k]]
+
+
+def shows_tile(strip: np.ndarray, image: np.ndarray, scale: int = 4) -> bool:
+    """Whether the RGB strip holds ``image`` (uint8 [H, W]) enlarged ``scale`` times, pixel for pixel, in grey."""
+    tile = np.kron(image, np.ones((scale, scale), dtype=np.uint8))
+    h, w = tile.shape
+    grey = strip[..., 0]
+    if not (np.array_equal(grey, strip[..., 1]) and np.array_equal(grey, strip[..., 2])):
+        return False
+    middle = h // 2  # a row through the picture, more telling than its black edge
+    rows = np.lib.stride_tricks.sliding_window_view(grey, w, axis=1)  # [H, W - w + 1, w]
+    for r, c in zip(*np.nonzero((rows == tile[middle]).all(axis=2)), strict=True):
+        top = r - middle
+        if 0 <= top <= grey.shape[0] - h and np.array_equal(grey[top : top + h, c : c + w], tile):
+            return True
+    return False
+
+
+@pytest.fixture()
+def fashion_page(tiny_live: None) -> object:
+    """A page that has chosen the fashion items (tiny stand-in model, T = 50)."""
+    request = page("fashion-page")
+    assert state.choose_dataset(request, "fashion").name == "tiny-fashion"
+    return request
+
+
+def test_model_vs_oracle_on_a_fashion_page_shows_a_held_out_fashion_item(fashion_page: object) -> None:
+    strip, note = oracle_tab.model_vs_oracle(7, 3, 25, 0, request=fashion_page)
+    sneaker = held_out_image("fashion_5k.npz", 7, 3)
+    assert shows_tile(strip, sneaker)
+    assert not shows_tile(strip, held_out_image("mnist_5k.npz", 7, 3))
+    assert not shows_tile(strip, held_out_image("fashion_5k.npz", 7, 4))  # the example asked for, not another
+    assert "held-out Sneaker (example 3), never seen in training, at t = 25" in note
+    update, boot_note = oracle_tab.model_vs_oracle.for_page(9, 0, 25, 0, request=fashion_page)
+    assert "held-out Ankle boot (example 0)" in boot_note
+    assert "Eight tiles for held-out Ankle boot (example 0) at t = 25 of the model's 50 steps" in update["alt_text"]
+    assert shows_tile(update["value"], held_out_image("fashion_5k.npz", 9, 0))
+    with pytest.raises(gr.Error) as excinfo:
+        oracle_tab.model_vs_oracle(10, 0, 25, 0, request=fashion_page)
+    assert "The class must be a whole number between 0 and 9" in error_text(excinfo)
+
+
+def test_a_digits_page_is_unaffected_by_another_pages_fashion(fashion_page: object) -> None:
+    digits_page = page("digits-page")
+    strip, note = oracle_tab.model_vs_oracle(7, 3, 25, 0, request=digits_page)
+    assert shows_tile(strip, held_out_image("mnist_5k.npz", 7, 3))
+    assert not shows_tile(strip, held_out_image("fashion_5k.npz", 7, 3))
+    assert "held-out digit 7 (example 3), never seen in training" in note
+    with pytest.raises(gr.Error) as excinfo:
+        oracle_tab.model_vs_oracle(10, 0, 25, 0, request=digits_page)
+    assert "The digit must be a whole number between 0 and 9" in error_text(excinfo)
+
+
+def test_the_loss_curve_runs_on_the_held_out_images_of_the_pages_dataset(
+    fashion_page: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oracle_tab._LOSS_CURVES.clear()
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def measured(model: object, schedule: object, x0: object, labels: object, **kwargs: object) -> tuple:
+        seen.append((np.asarray(x0), np.asarray(labels)))
+        return np.array([0, 49]), np.array([0.5, 0.25]), None
+
+    monkeypatch.setattr(oracle_tab, "loss_by_t", measured)
+    _, caption = last(oracle_tab.model_loss_curve(request=fashion_page))
+    assert "300 held-out fashion items" in caption and "tiny-fashion" in caption
+    _, digits_caption = last(oracle_tab.model_loss_curve(request=page("digits-page")))
+    assert "300 held-out digits" in digits_caption and "tiny-digits" in digits_caption
+    oracle_tab._LOSS_CURVES.clear()
+    for (x0, labels), file in zip(seen, ["fashion_5k.npz", "mnist_5k.npz"], strict=True):
+        expected = np.stack([held_out_image(file, c, k) for c in range(10) for k in range(30)])
+        assert np.array_equal(labels, np.repeat(np.arange(10), 30))
+        assert np.array_equal(np.rint((x0[:, 0] + 1) * 127.5).astype(np.uint8), expected)
+
+
+def test_the_class_slider_and_loss_button_name_the_pages_dataset(fashion_page: object) -> None:
+    step, classes, button = oracle_tab._model_controls(200, request=fashion_page)
+    assert step["maximum"] == 49 and classes["label"] == "class"
+    assert classes["info"] == " · ".join(f"{i} {name}" for i, name in enumerate(FASHION_NAMES))
+    assert button["value"] == "Plot the model's loss against t over 300 held-out fashion items"
+    _, classes, button = oracle_tab._model_controls(200, request=page("digits-page"))
+    assert classes["label"] == "digit" and classes["info"] == "0 to 9"
+    assert button["value"] == "Plot the model's loss against t over 300 held-out digits"
 
 
 CONTROLS = (gr.Slider, gr.Number, gr.Radio, gr.Checkbox, gr.CheckboxGroup, gr.Dropdown, gr.Textbox)
@@ -154,6 +253,22 @@ def test_no_tab_select_updates_a_control(app_module: ModuleType) -> None:
     for f in on_select:
         controls = [o for o in f.outputs if isinstance(o, CONTROLS)]
         assert not controls, f"{f.fn} updates {controls} on a tab's select"
+
+
+def test_the_model_sections_controls_follow_the_model_card_alone() -> None:
+    """The class slider, the t slider and the loss button change only when the card does (never on a select)."""
+    with gr.Blocks() as demo:
+        card = gr.Markdown("the page's model", elem_id="model-info")
+        with gr.Tabs():
+            with gr.Tab("forward"):
+                forward = forward_tab.build_tab(demo)
+            with gr.Tab("oracle") as tab:
+                oracle_tab.build_tab(tab, forward, model_card=card)
+    button = next(b for b in demo.blocks.values() if isinstance(b, gr.Button) and "loss against t" in str(b.value))
+    assert button.value == "Plot the model's loss against t over 300 held-out digits"  # the page opens on digits
+    for control in (block(demo, "mvo-digit"), block(demo, "mvo-t"), button):
+        triggers = [target for f in demo.fns.values() if control in f.outputs for target in f.targets]
+        assert triggers == [(card._id, "change")], control
 
 
 def test_the_tab_hands_its_own_controls_to_the_links_and_its_sliders_answer_the_keyboard() -> None:

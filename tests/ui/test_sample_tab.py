@@ -110,7 +110,7 @@ def reading(path: str) -> tuple[list[int], list[int], list[float]]:
     """What the classifier reads in a saved npz (asked, read, confidence), independently of the tab's code."""
     with np.load(path) as f:
         images, labels = f["images"], f["labels"]
-    verdict = classify(state.classifier(), to_model_range(images))
+    verdict = classify(state.classifier("digits"), to_model_range(images))
     return labels.tolist(), verdict.predicted.tolist(), verdict.confidence.tolist()
 
 
@@ -141,7 +141,7 @@ def test_verdict_wording_carries_a_mark() -> None:
 
 def test_sheet_colours_and_marks_follow_the_verdict() -> None:
     blank = np.zeros((2, 28, 28), dtype=np.uint8)
-    read = int(classify(state.classifier(), to_model_range(blank)).predicted[0])  # whatever it makes of black
+    read = int(classify(state.classifier("digits"), to_model_range(blank)).predicted[0])  # whatever it makes of black
     green, red = np.array(sample_tab.OK_COLOR, np.uint8), np.array(sample_tab.BAD_COLOR, np.uint8)
     agrees = sample_tab._verdict_sheet(blank, np.array([read, read]), 2)
     disagrees = sample_tab._verdict_sheet(blank, np.array([(read + 1) % 10] * 2), 2)
@@ -402,7 +402,7 @@ def test_sharp_preset_is_less_varied_than_diverse_on_the_shipped_model() -> None
             guidance_interval=MID_INTERVAL if preset.mid_guidance else NO_INTERVAL,
         )  # fmt: skip
         result = sample(shipped.model, shipped.schedule, labels, settings)
-        verdict = classify(state.classifier(), result.images)
+        verdict = classify(state.classifier("digits"), result.images)
         measured[preset.label] = (verdict.accuracy(labels), diversity(verdict.features, labels.numpy()))
     (sharp_acc, sharp_spread), (diverse_acc, diverse_spread) = measured["sharp digits"], measured["diverse digits"]
     print(f"\npresets on the shipped model, 60 digits each (accuracy, diversity): {measured}")

@@ -7,6 +7,7 @@ HF_HUB_CACHE, with HF_HUB_OFFLINE=1 and every outgoing connection refused; the o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from ddpm_core.localhost import free_port
 from ddpm_core.paths import runs_dir
 from ddpm_core.schedule import make_schedule
 from ddpm_core.unet import WIDTH_PRESETS, ContextUNet
-from ddpm_ui import state, train_tab
+from ddpm_ui import model_card, state, train_tab
 
 pytestmark = pytest.mark.usefixtures("tiny_live")
 REPO = "someone/hub-digits"
@@ -90,6 +91,25 @@ def test_a_hub_model_becomes_this_pages_model_only(cache: Path, hub_model: Path,
     assert mine.name == "hub-digits" and same_weights(mine.path, hub_model)
     assert mine.path.parent == runs_dir() / "uploads"  # this page's own copy, not the shared Hub cache
     assert state.model_for(b) is shipped and not state.MODELS.has_own("b")
+    assert no_network == []
+
+
+def test_a_hub_model_of_the_other_dataset_switches_the_page(cache: Path, hub_model: Path, no_network: list) -> None:
+    fashion = json.loads((hub_model / CONFIG_FILE).read_text())
+    fashion.update(name="hub-fashion", data={"dataset": "fashion"})
+    cache_repo(cache, "someone/hub-fashion", {**files_of(hub_model), CONFIG_FILE: json.dumps(fashion).encode()})
+    a = page("a")
+    model_card.choose_dataset("fashion", a)
+    info = train_tab.load_from_hub(REPO, a)
+    assert info.startswith(
+        f"Loaded `{REPO}` from the Hugging Face Hub for this page. It is a model of MNIST digits: this page has "
+        "switched to that dataset. **Dataset:** MNIST digits"
+    )
+    assert state.dataset_for(a) == "digits" and state.model_for(a).name == "hub-digits"
+    info = train_tab.load_from_hub("someone/hub-fashion", a)
+    assert "this page has switched to that dataset. **Dataset:** Fashion-MNIST" in info and "`hub-fashion`" in info
+    assert state.dataset_for(a) == "fashion" and state.model_for(a).dataset == "fashion"
+    assert state.MODELS.get("a", "digits").name == "hub-digits"  # each dataset keeps the page's own model
     assert no_network == []
 
 

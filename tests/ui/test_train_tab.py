@@ -14,13 +14,14 @@ from ui_fixtures import error_text, page
 from ddpm_core.checkpoints import MODEL_FILE
 from ddpm_core.paths import runs_dir
 from ddpm_core.training import TrainConfig
-from ddpm_ui import common, state, train_tab
+from ddpm_ui import common, model_card, state, train_tab
 
 pytestmark = pytest.mark.usefixtures("tiny_live")
 
 
 def test_model_info_describes_this_pages_model() -> None:
-    info = train_tab.model_info()
+    info = model_card.model_info()
+    assert info.startswith("**Dataset:** MNIST digits (handwritten digits 0 to 9).")
     assert "tiny-digits" in info and "cosine, T = 50" in info and "trained 3 steps" in info
     assert "shared by every visitor" in info
 
@@ -31,7 +32,7 @@ def test_loading_two_files_or_a_zip_changes_only_that_pages_model(tiny_dir: Path
     info = train_tab.load_model([str(tiny_dir / "model.safetensors"), str(tiny_dir / "config.json")], a)
     assert info.startswith("Loaded for this page.") and "for this page only" in info
     assert state.model_for(a) is not before and state.model_for(a).path.parent == runs_dir() / "uploads"
-    assert state.model_for(b) is before and "shared by every visitor" in train_tab.model_info(b)
+    assert state.model_for(b) is before and "shared by every visitor" in model_card.model_info(b)
     archive = train_tab.download_model(a)
     with zipfile.ZipFile(archive) as zf:
         assert sorted(Path(n).name for n in zf.namelist()) == ["config.json", "model.safetensors"]
@@ -69,7 +70,7 @@ def test_training_streams_finishes_and_only_its_page_can_use_it() -> None:
         with pytest.raises(gr.Error) as excinfo:
             refused(page("someone-else"))
         assert "another visitor's" in error_text(excinfo)
-    assert "shared by every visitor" in train_tab.model_info(page("someone-else"))
+    assert "shared by every visitor" in model_card.model_info(page("someone-else"))
     info = train_tab.use_trained_model()
     assert "now uses the trained model" in info and "trained 6 steps" in info
     with zipfile.ZipFile(train_tab.download_trained_model()) as zf:
