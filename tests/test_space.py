@@ -124,6 +124,21 @@ def test_huggingface_hub_reads_the_front_matter_as_a_space_card() -> None:
     assert "diffusion" in data.tags
 
 
+def test_the_space_installs_the_full_fashion_set_where_the_data_module_looks() -> None:
+    from ddpm_core import data, paths
+
+    # packages.txt: one Debian package name per line, the form Debian policy (§5.6.7) allows
+    packages = [line.strip() for line in (ROOT / "packages.txt").read_text().splitlines() if line.strip()]
+    assert packages and all(re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name) for name in packages), packages
+    assert "dataset-fashion-mnist" in packages
+    # that package installs /usr/share/datasets/fashion-mnist/*-idx?-ubyte.gz (its file list, Debian bookworm);
+    # the data module searches there by default, under the dataset's first folder name
+    assert paths.SYSTEM_DATASETS == Path("/usr/share/datasets")
+    assert data.FASHION.folder_names[0] == "fashion-mnist"
+    # the Space's declared datasets are the ones the model cards cite
+    assert set(front_matter()["datasets"]) == {info.hub_dataset for info in data.DATASETS.values()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Git LFS
 # ---------------------------------------------------------------------------------------------
