@@ -66,8 +66,8 @@ STATE_FILE = "training_state.safetensors"
 MAX_CONFIG_BYTES = 1_000_000
 MAX_WEIGHTS_BYTES = 200_000_000  # training_state.safetensors (the app's own files); model weights: ModelPlan
 
-# The data: 28×28 one-channel images in 10 classes (MNIST digits, Fashion-MNIST). A network for any other shape loads but fails on
-# every sample, so these are fixed, not bounded.
+# The data: 28×28 one-channel images in 10 classes (MNIST digits, Fashion-MNIST). A network for any other shape
+# loads but fails on every sample, so these are fixed, not bounded.
 IMAGE_SIZE = 28
 IMAGE_CHANNELS = 1
 LEVELS = 3  # ContextUNet has three widths: 28×28, 14×14, 7×7

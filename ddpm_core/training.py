@@ -433,6 +433,15 @@ class StepLedger:
         return elapsed, checkpoint
 
 
+def check_resume(resume: LoadedModel | None, data: ImageData) -> None:
+    """ValueError if ``resume`` learnt another dataset than ``data``'s: a model is continued on its own images."""
+    if resume is not None and resume.dataset != data.dataset:
+        raise ValueError(
+            f"the model to continue learnt {resume.dataset_info.title}, not {data.info.title}; continue it on its "
+            f"own images (--dataset {resume.dataset}) or train a fresh model"
+        )
+
+
 def train(
     config: TrainConfig,
     data: ImageData,
@@ -443,8 +452,12 @@ def train(
     device: str = "auto",
     name: str | None = None,
 ) -> TrainResult:
-    """Train (or continue training) an ε-model on ``data.train``; saves checkpoints to ``out_dir`` if given."""
+    """Train (or continue training) an ε-model on ``data.train``; saves checkpoints to ``out_dir`` if given.
+
+    A model is continued only on its own dataset (ValueError otherwise): its checkpoint would name the new one.
+    """
     config.validate()
+    check_resume(resume, data)
     dev = pick_device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

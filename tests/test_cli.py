@@ -57,6 +57,17 @@ def test_train_on_fashion_items_writes_a_fashion_checkpoint(tiny_fashion: Path) 
     }
 
 
+def test_a_model_is_continued_only_on_its_own_dataset(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--resume", str(tiny_checkpoint), "--steps", "1", "--batch-size", "8", "--out", str(tmp_path / "run")]
+    assert train.main(["--dataset", "fashion", *args]) == 2 and not (tmp_path / "run").exists()
+    err = capsys.readouterr().err
+    assert "learnt MNIST digits, not Fashion-MNIST" in err and "--dataset digits" in err
+    assert train.main(args) == 0  # on its own digits it goes on
+    assert load_checkpoint(tmp_path / "run").config["training"]["steps"] == 5
+
+
 def test_train_on_a_full_set_that_is_absent_says_where_it_looked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

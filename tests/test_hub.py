@@ -482,14 +482,21 @@ def test_measurements_that_are_not_numbers_are_left_out_of_the_card() -> None:
     assert data.eval_results is None and "model-index" not in data.to_yaml() and data.license == "mit"
 
 
-@pytest.mark.parametrize("name", ["digits-base", "digits-live"])
-def test_the_shipped_cards_carry_the_hub_metadata_of_their_config(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "dataset", "tag"),
+    [
+        ("digits-base", "ylecun/mnist", "mnist"),
+        ("digits-live", "ylecun/mnist", "mnist"),
+        ("fashion-base", "zalando-datasets/fashion_mnist", "fashion-mnist"),
+    ],
+)
+def test_the_shipped_cards_carry_the_hub_metadata_of_their_config(name: str, dataset: str, tag: str) -> None:
     folder = ROOT / "checkpoints" / name
     config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     card = ModelCard((folder / hub.CARD_FILE).read_text(encoding="utf-8"))
     data = card.data
-    assert data.license == "mit" and data.library_name == "ddpm-playground" and data.datasets == ["ylecun/mnist"]
-    assert TAGS <= set(data.tags) and data.model_name == name
+    assert data.license == "mit" and data.library_name == "ddpm-playground" and data.datasets == [dataset]
+    assert (TAGS - {"mnist"}) | {tag} <= set(data.tags) and data.model_name == name
     accuracy = {r.metric_config: r.metric_value for r in data.eval_results if r.metric_type == "accuracy"}
     assert accuracy == {f"w={row['w']:g}": row["accuracy"] for row in config["metrics"]["by_w"]}
     assert data.to_yaml() == hub.card_data(config).to_yaml()  # the header is what publishing would write today

@@ -26,7 +26,7 @@ from ddpm_core.data import load_dataset
 from ddpm_core.hub import resolve_checkpoint
 from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
 from ddpm_core.schedule import SCHEDULE_NAMES, ScheduleConfig
-from ddpm_core.training import RECIPES, T_SAMPLINGS, WEIGHTINGS, TrainConfig, TrainProgress, train
+from ddpm_core.training import RECIPES, T_SAMPLINGS, WEIGHTINGS, TrainConfig, TrainProgress, check_resume, train
 from ddpm_core.unet import PREDICTIONS, WIDTH_PRESETS
 
 # command-line flag → TrainConfig field, for the settings a recipe supplies when the flag is not given
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         config.validate()
         data = load_dataset(args.dataset, args.data, args.data_root, args.download)
         resume = load_checkpoint(resolve_checkpoint(args.resume), with_training_state=True) if args.resume else None
+        check_resume(resume, data)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
