@@ -54,6 +54,21 @@ class DatasetInfo:
         """The name of class ``label`` (0-9)."""
         return self.class_names[label]
 
+    @property
+    def numbered(self) -> bool:
+        """Whether the classes are named by their labels, as the digits are."""
+        return all(name == str(label) for label, name in enumerate(self.class_names))
+
+    @property
+    def class_word(self) -> str:
+        """What one class is called on a page: "digit" where the classes are numbers, else "class"."""
+        return self.item if self.numbered else "class"
+
+    def one_of(self, label: int) -> str:
+        """One image of class ``label`` in prose: "digit 3", "Sneaker" (a bare numeral needs its noun)."""
+        name = self.class_name(label)
+        return f"{self.item} {name}" if self.numbered else name
+
     def describe(self, source: str, count: int) -> str:
         """A line for a checkpoint's config: the dataset, its source and how many images trained."""
         where = f"{count:,}-image subset shipped in assets/{self.bundled_file}" if source == "bundled" else "full set"

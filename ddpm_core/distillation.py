@@ -55,7 +55,7 @@ from ddpm_core.sampling import (
 from ddpm_core.schedule import NoiseSchedule
 from ddpm_core.training import (
     StepLedger,
-    TrainingDigits,
+    TrainingImages,
     TrainProgress,
     data_record,
     learning_rate,
@@ -242,7 +242,7 @@ def distill(
         end = grid[i + 1] if i + 1 < len(grid) else -1
         segments.append((t, end, refine_timesteps(schedule, t, end, config.substeps)))
 
-    images = TrainingDigits.of(data, dev)
+    images = TrainingImages.of(data, dev)
     # the teacher sees each batch twice per pass: with the class (ε_c) and without it (ε_∅)
     teacher_execution = choose_inference(teacher_model, 2 * config.batch_size, config.precision)
     teacher_net = network(teacher_model, teacher_execution)

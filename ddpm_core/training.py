@@ -314,14 +314,14 @@ def _restore_training_state(
 
 
 @dataclass(frozen=True)
-class TrainingDigits:
-    """The training digits in the model's range [−1, 1] and their labels, on the training device."""
+class TrainingImages:
+    """The training images in the model's range [−1, 1] and their labels, on the training device."""
 
     images: torch.Tensor
     labels: torch.Tensor
 
     @classmethod
-    def of(cls, data: ImageData, device: torch.device) -> TrainingDigits:
+    def of(cls, data: ImageData, device: torch.device) -> TrainingImages:
         labels = torch.as_tensor(data.train.labels, dtype=torch.long)
         return cls(to_model_range(data.train.images).to(device), labels.to(device))
 
@@ -478,7 +478,7 @@ def train(
         start_step = int((resume.config.get("training", {}) or {}).get("steps") or 0)
     prior_seconds = float((resume.config.get("training", {}) or {}).get("seconds", 0.0)) if resume else 0.0
 
-    digits = TrainingDigits.of(data, dev)
+    digits = TrainingImages.of(data, dev)
     step = start_step
     stopped_early = False
     metadata = {"name": name or (Path(out_dir).name if out_dir else "digits"), "data": data_record(data)}

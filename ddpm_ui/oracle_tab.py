@@ -21,7 +21,7 @@ import torch
 from ddpm_core import oracle, pictures
 from ddpm_core.background import Report
 from ddpm_core.checkpoints import LoadedModel
-from ddpm_core.data import DEFAULT_DATASET, HELD_OUT_PER_CLASS, NUM_CLASSES, DatasetInfo, dataset_info, to_model_range
+from ddpm_core.data import DEFAULT_DATASET, HELD_OUT_PER_CLASS, NUM_CLASSES, dataset_info, to_model_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.model_oracle import compare_with_oracle, loss_by_t
 from ddpm_ui import state
@@ -214,22 +214,6 @@ def oracle_chain(
 # ----------------------------------------------------------------------------------------------
 
 
-def _numbered(info: DatasetInfo) -> bool:
-    """Whether the dataset's classes are named by their labels, as the digits are."""
-    return all(name == str(label) for label, name in enumerate(info.class_names))
-
-
-def _class_word(info: DatasetInfo) -> str:
-    """What the class picker chooses: "digit", or "class" where the classes have names."""
-    return info.item if _numbered(info) else "class"
-
-
-def _one_of_class(info: DatasetInfo, label: int) -> str:
-    """One image of class ``label``, in prose: "digit 3", "Sneaker" (a bare numeral needs its noun)."""
-    name = info.class_name(label)
-    return f"{info.item} {name}" if _numbered(info) else name
-
-
 @picture_view
 def model_vs_oracle(
     digit: Any, index: Any, t: Any, seed: Any, request: gr.Request | None = None
@@ -240,7 +224,7 @@ def model_vs_oracle(
     """
     loaded = state.model_for(request)
     info = dataset_info(loaded.dataset)
-    label = parse_int(digit, f"The {_class_word(info)}", 0, NUM_CLASSES - 1)
+    label = parse_int(digit, f"The {info.class_word}", 0, NUM_CLASSES - 1)
     held = state.data(loaded.dataset).held_out
     of_class = np.flatnonzero(held.labels == label)
     k = parse_int(index, "The held-out example", 0, len(of_class) - 1)
@@ -264,7 +248,7 @@ def model_vs_oracle(
         "x₀", f"x_t (t={step})", "true ε", "model ε_θ", "|ε − ε_θ|", "oracle x̂₀ = x₀", "model x̂₀", "|x̂₀ − x₀|",
     ]  # fmt: skip
     strip = pictures.labelled_strip(tiles, captions, scale=4, font_size=13)
-    shown_image = f"held-out {_one_of_class(info, label)} (example {k})"
+    shown_image = f"held-out {info.one_of(label)} (example {k})"
     note = (
         f"A {shown_image}, never seen in training, at t = {step}. "
         f"ε error (mean squared, per pixel): **{view.eps_mse:.4f}**; ℓ1 of the model's x̂₀ against x₀: "
@@ -330,10 +314,10 @@ def model_loss_curve(request: gr.Request | None = None, progress: gr.Progress = 
 def _class_slider(dataset: str) -> dict:
     """The class slider's label and the line under it that names the classes (digits need no names)."""
     info = dataset_info(dataset)
-    if _numbered(info):
-        return {"label": _class_word(info), "info": f"0 to {NUM_CLASSES - 1}"}
+    if info.numbered:
+        return {"label": info.class_word, "info": f"0 to {NUM_CLASSES - 1}"}
     names = " · ".join(f"{label} {name}" for label, name in enumerate(info.class_names))
-    return {"label": _class_word(info), "info": names}
+    return {"label": info.class_word, "info": names}
 
 
 def _loss_button_text(dataset: str) -> str:

@@ -157,14 +157,9 @@ LIVE_DIGITS_ONLY = (
 )
 
 
-def _class_word(info: DatasetInfo) -> str:
-    """What one of the dataset's classes is called on the page: "digit" for digits, "class" for fashion items."""
-    return info.item if info.name == DIGITS.name else "class"
-
-
 def _classes(classes: Any, info: DatasetInfo = DIGITS) -> list[int]:
     """The classes ticked on the page (the strings "0" … "9", whatever the dataset calls them), checked."""
-    noun = "digit class" if info.name == DIGITS.name else "class"
+    noun = "digit class" if info.numbered else "class"
     if classes is not None and not isinstance(classes, (list, tuple)):
         raise InputError(f"The {noun}es are a list of the labels 0–9.")
     chosen = sorted({parse_int(c, f"Each {noun}", 0, 9) for c in (classes or [])})
@@ -245,7 +240,7 @@ def _verdict_sheet(images: np.ndarray, labels: np.ndarray, per_class: int, info:
         + " | ".join(verdict_text(asked[i], read[i], sure[i], info) for i in range(start, start + per_class)) + " |"
         for start in range(0, len(images), per_class)
     ]  # fmt: skip
-    head = f"| {_class_word(info)} asked | {' | '.join(heads)} |"
+    head = f"| {info.class_word} asked | {' | '.join(heads)} |"
     table = "\n".join([head, "|---" * (len(heads) + 1) + "|", *rows])
     misread = tuple(misread_phrase(a, r, info) for a, r in zip(asked, read, strict=True) if a != r)
     return VerdictSheet(sheet, float(verdict.correct(labels).mean()), table, misread)
@@ -291,7 +286,7 @@ def sample_digits(
     asked = labels.tolist()
     k = len(labels) // len(set(asked))
     order, columns = _classes_as_columns(len(labels), k), len(labels) // k
-    which, per_column = _class_list(asked, info), _class_word(info)
+    which, per_column = _class_list(asked, info), info.class_word
     trajectory = Trajectory.for_frames(sampling_steps(settings, loaded.schedule))
 
     def work(report: Report) -> SampleResult:
@@ -486,7 +481,7 @@ def guidance_sweep(
     sheet_alt = (
         f"Guidance sweep from one starting noise: {len(rows)} rows of {info.items} "
         f"({_class_list(labels.tolist(), info)}, the first sample of each) under a band naming each column's "
-        f"{_class_word(info)}; one row per run: {runs_text}. Each row's accuracy and diversity are in the "
+        f"{info.class_word}; one row per run: {runs_text}. Each row's accuracy and diversity are in the "
         "table beside the plot."
     )
     plot_alt = (
@@ -547,7 +542,7 @@ def compare_samplers(
     alt = (
         f"{len(rows)} rows of {info.items} ({_class_list(labels.tolist(), info)}) from the same starting noise, "
         f"one per sampler: {', '.join(caption.split(':')[0] for caption in captions)}, under a band naming each "
-        f"column's {_class_word(info)}. Each row's time and accuracy are in the table below."
+        f"column's {info.class_word}. Each row's time and accuracy are in the table below."
     )
     sheet = pictures.labelled_rows(rows, captions, scale=GRID_SCALE, titles=_column_titles(labels.tolist(), info))
     yield Picture(sheet, alt), note
@@ -661,7 +656,7 @@ def dataset_controls(request: gr.Request | None = None) -> tuple[dict[str, Any],
     """Updates for the tab's controls that name the page's dataset: the dataset radio, the class boxes (names as
     labels, values still "0" … "9"), the per-class sliders, the sweep sheet's label and the live section's note."""
     info = dataset_info(state.dataset_for(request))
-    word = _class_word(info)
+    word = info.class_word
     plural = "digits" if word == "digit" else "classes"
     live_note = "" if info.name == DIGITS.name else LIVE_DIGITS_ONLY.format(title=info.title)
     return (
