@@ -253,7 +253,8 @@ def load_full(dataset: str = DEFAULT_DATASET, root: str | Path | None = None, do
         if images.shape[1:] != (28, 28) or len(images) != len(labels):
             raise ValueError(f"the {info.title} files in {folder} do not hold 28×28 images with one label each")
         splits.append(ImageSplit(images, labels))
-    return ImageData(splits[0], splits[1], "full", f"{info.describe('full', len(splits[0]))} from {folder}", info.name)
+    # the description goes into checkpoints that visitors download: no server folder in it
+    return ImageData(splits[0], splits[1], "full", info.describe("full", len(splits[0])), info.name)
 
 
 def load_dataset(

@@ -19,7 +19,7 @@ from typing import Any
 from ddpm_core import distillation
 from ddpm_core.checkpoints import CheckpointError, LoadedModel, load_checkpoint
 from ddpm_core.classifier import ImageClassifier, load_classifier
-from ddpm_core.data import DATASETS, ImageData, dataset_info, load_bundled
+from ddpm_core.data import DATASETS, DataSource, ImageData, dataset_info, find_full, load_dataset
 from ddpm_core.distillation import student_settings
 from ddpm_core.paths import classifier_dir, shipped_model_dir, student_model_dir
 from ddpm_core.runtime import Execution
@@ -33,10 +33,25 @@ SESSION_MODELS_MB = int(os.environ.get("DDPM_SESSION_MODELS_MB", "200"))  # memo
 SESSION_TTL_S = 3600.0  # an idle session keeps its own model this long (a closed page lets go at once)
 
 
+def data(dataset: str, source: DataSource = "bundled") -> ImageData:
+    """``dataset``'s images from ``source``: the 5,000 shipped with the app ("bundled": 4,000 train, 1,000 held
+    out) or the full set installed on this server ("full": 60,000 train, 10,000 held out)."""
+    return _data(dataset, source)  # one cache entry per (dataset, source), however the caller spells them
+
+
 @functools.cache
-def data(dataset: str) -> ImageData:
-    """The 5,000 images of ``dataset`` that ship with the app (4,000 to train, 1,000 held out)."""
-    return load_bundled(dataset)
+def _data(dataset: str, source: DataSource) -> ImageData:
+    return load_dataset(dataset, source)
+
+
+def forget_data() -> None:
+    """Drop the cached images, so the next :func:`data` reads the files again (a test that fakes a full set)."""
+    _data.cache_clear()
+
+
+def full_set_present(dataset: str) -> bool:
+    """Whether this server has ``dataset``'s full IDX files (looked for afresh each time: a few file checks)."""
+    return find_full(dataset) is not None
 
 
 @functools.cache

@@ -5,7 +5,8 @@ shipped one until it loads a checkpoint or uses the one it trained, and nobody e
 of either dataset can be loaded; it becomes the page's model of its own dataset, and the page switches to that.
 One training run at a time for the whole server (:class:`ddpm_core.training_job.TrainingJob`), on the dataset of
 the page that started it and owned by that page: only it can stop, use or download the run, and the run stops
-shortly after the page closes. Everyone else sees when it will end.
+shortly after the page closes. Everyone else sees when it will end. A run learns from the 4,000 images of its
+dataset that ship with the app or, where this server has that dataset's full set installed, from all 60,000.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ddpm_core.checkpoints import (
     load_uploaded,
     zip_checkpoint,
 )
-from ddpm_core.data import DEFAULT_DATASET, DatasetInfo, dataset_info
+from ddpm_core.data import DATA_SOURCES, DEFAULT_DATASET, FASHION, DatasetInfo, ImageData, dataset_info
 from ddpm_core.hub import HubOfflineError, HubSettings, HubUnreachableError, download_checkpoint, parse_repo
 from ddpm_core.sampling import SamplerSettings
 from ddpm_core.sessions import BusyError
@@ -39,6 +40,7 @@ from ddpm_core.unet import WIDTH_PRESETS
 from ddpm_ui import model_card, state
 from ddpm_ui.common import (
     LATEX,
+    LOG,
     Picture,
     dataset_radio,
     file_path,
@@ -58,6 +60,8 @@ TRAIN_POLL_S = 1.0
 BOARD_EVERY_S = 5.0  # how often every page refreshes the trainer's status line
 FRESH_CHOICE, RESUME_CHOICE = "start fresh", "continue training this page's model"
 MAX_REPO_CHARS = 300  # owner/name (96) and a revision (200) with room to spare; longer is not a repo id
+SHIPPED_SOURCE = ("the 4,000 shipped", "bundled")  # the training images' radio: (label, value)
+FULL_SOURCE = ("all 60,000 (installed on this server)", "full")
 
 DATASET_INTRO = """
 ### A class-conditional model of digits or fashion items
@@ -72,9 +76,10 @@ predict the velocity $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\
 which is well-posed at every noise level, and uses a smaller network, small batches and short schedules; it
 reaches readable digits in about three minutes on a laptop CPU. Now and then
 the class $c$ is replaced by "no class", so the same network also learns the unconditional model that guidance
-needs. Training here uses the 4,000 real pictures of the chosen dataset that ship with the app and this server's
-CPU; one run at a time for everyone using this server, and the run is yours: only this page can stop, use or
-download it, and it stops shortly after you close the page. While it trains, the preview samples ten pictures of
+needs. Training here uses the 4,000 real pictures of the chosen dataset that ship with the app (or all 60,000 of
+its training set, where this server has the full set installed) and this server's CPU; one run at a time for
+everyone using this server, and the run is yours: only this page can stop, use or download it, and it stops
+shortly after you close the page. While it trains, the preview samples ten pictures of
 each class at the Sample tab's defaults and the project's classifier for that dataset reads them: that is the
 *guided accuracy* below. This page's model (what the Sample and Oracle tabs use) changes only when you load one or
 click *Use the trained model*, and only for this page: other visitors keep theirs. Each dataset keeps its own
@@ -183,7 +188,13 @@ def _accuracy_text(status: JobStatus, info: DatasetInfo) -> str:
     return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 {info.items}, w = {SamplerSettings.w:g})"
 
 
-def _training_message(status: JobStatus, info: DatasetInfo) -> str:
+def images_phrase(data: ImageData) -> str:
+    """How many images a run trains on, and from where: "the 4,000 shipped images", "60,000 images"."""
+    count = f"{len(data.train):,}"
+    return f"the {count} shipped images" if data.source == "bundled" else f"{count} images"
+
+
+def _training_message(status: JobStatus, info: DatasetInfo, images: str) -> str:
     if status.error:
         return f"**Training failed:** {status.error}"
     loss = f"{status.losses[-1]:.4f}" if status.losses and math.isfinite(status.losses[-1]) else "—"
@@ -191,7 +202,7 @@ def _training_message(status: JobStatus, info: DatasetInfo) -> str:
         return (
             f"Training… step **{status.step}**, loss {loss}{_accuracy_text(status, info)}, "
             f"{100 * status.fraction:.0f}% of the budget, {status.elapsed_s:.0f} s elapsed, "
-            f"about {status.eta_s:.0f} s left.\n\nTraining on {info.title}"
+            f"about {status.eta_s:.0f} s left.\n\nTraining on {info.title} ({images})"
             + (f" in {status.execution}." if status.execution else ".")
         )
     if status.checkpoint is None:
@@ -271,13 +282,15 @@ def train_model(
     seed: Any,
     start_from: str,
     recipe: str = "fast",
+    source: str | None = "bundled",
     request: gr.Request | None = None,
     progress: gr.Progress = gr.Progress(),
 ) -> Iterator[tuple[str, pd.DataFrame, pd.DataFrame, Picture | None]]:
     """Start this page's training run on its dataset and stream its status, loss curve, accuracy curve and preview.
 
-    Continuing training resumes the page's model of that dataset. If the page goes away mid-run (the stream is
-    closed), the run stops after the owner's grace period.
+    ``source`` picks the images: "bundled" (the 4,000 shipped) or "full" (the whole training set, where this server
+    has it). Continuing training resumes the page's model of that dataset. If the page goes away mid-run (the
+    stream is closed), the run stops after the owner's grace period.
     """
     session = state.seen(request)
     config = _train_config(minutes, max_steps, preset, batch, lr, drop, seed, recipe)
@@ -287,8 +300,9 @@ def train_model(
         dataset = mine.dataset  # a resumed run goes on with the data its model learnt
         resume = load_checkpoint(mine.path, with_training_state=True) if mine.path else mine
     info = dataset_info(dataset)
+    data = _training_data(dataset, source)
     try:
-        run_id = state.JOB.start(config, state.data(dataset), session, resume, limits=state.LIMITS)
+        run_id = state.JOB.start(config, data, session, resume, limits=state.LIMITS)
     except TrainingBusyError as err:
         raise refusal(err, state.JOB.busy_text()) from None
     try:
@@ -298,12 +312,64 @@ def train_model(
                 break
             progress(status.fraction, desc=f"step {status.step}")
             preview = _preview_image(status, info)
-            yield _training_message(status, info), _loss_frame(status), _accuracy_frame(status), preview
+            message = _training_message(status, info, images_phrase(data))
+            yield message, _loss_frame(status), _accuracy_frame(status), preview
             if not status.running:
                 break
             time.sleep(TRAIN_POLL_S)
     finally:
         state.JOB.owner_left(session)  # no-op once the run has ended; else it stops unless the page comes back
+
+
+def full_set_hint(dataset: str) -> str:
+    """How a server gets ``dataset``'s full set: Debian's package for Fashion-MNIST, IDX files for the digits."""
+    info = dataset_info(dataset)
+    if dataset == FASHION.name:
+        return (
+            f"The full {info.title} set comes with Debian's dataset-fashion-mnist package: on a Hugging Face Space, "
+            "list it in packages.txt; on your own machine, run apt-get install dataset-fashion-mnist."
+        )
+    return (
+        f"For the full {info.title} set, put its four IDX files (train-images-idx3-ubyte.gz and the other three) "
+        "in a folder and name that folder in the DDPM_PLAYGROUND_DATA environment variable before starting the app."
+    )
+
+
+def _training_data(dataset: str, source: str | None) -> ImageData:
+    """The images a run on ``dataset`` learns from ``source``, or a message for the page (nothing started)."""
+    source = source or "bundled"  # an API client that leaves the choice empty gets the radio's default
+    if source not in DATA_SOURCES:
+        raise user_error("Choose the training images: 'bundled' (the 4,000 shipped) or 'full' (the whole set).")
+    if source == "bundled":
+        return state.data(dataset, source)
+    title = dataset_info(dataset).title
+    if not state.full_set_present(dataset):
+        raise user_error(
+            f"This server does not have the full {title} set, so no run was started. Train on the 4,000 shipped "
+            f"images instead. {full_set_hint(dataset)}"
+        )
+    try:
+        return state.data(dataset, source)
+    except (OSError, ValueError):  # files that went missing or are damaged; the log has where and why
+        LOG.exception("the %s images (%s) could not be read", dataset, source)
+        raise user_error(
+            f"The full {title} set on this server could not be read, so no run was started. Train on the 4,000 "
+            "shipped images instead."
+        ) from None
+
+
+def source_controls(dataset: str, source: Any = "bundled") -> dict[str, Any]:
+    """The training images' radio for ``dataset``: both choices where its full set is here, else only the shipped.
+
+    ``source`` (the radio's value) stays where it is still offered; else the shipped images are chosen.
+    """
+    info = dataset_info(dataset)
+    if state.full_set_present(dataset):
+        value = source if source in DATA_SOURCES else "bundled"
+        note = f"This server has the full {info.title} training set installed."
+        return gr.update(choices=[SHIPPED_SOURCE, FULL_SOURCE], value=value, info=note)
+    note = f"Only the shipped images are on this server. {full_set_hint(dataset)}"
+    return gr.update(choices=[SHIPPED_SOURCE], value="bundled", info=note)
 
 
 def recipe_settings(recipe: str) -> tuple[Any, Any, Any]:
@@ -381,10 +447,11 @@ def train_heading(dataset: str) -> str:
     return f"#### Train on {dataset_info(dataset).title}"
 
 
-def dataset_controls(request: gr.Request | None = None) -> tuple[Any, str]:
-    """The tab's dataset radio and training heading for this page's dataset (after its model card changed)."""
+def dataset_controls(source: Any = "bundled", request: gr.Request | None = None) -> tuple[Any, str, Any]:
+    """The tab's dataset radio, training heading and training images' radio (:func:`source_controls`, from its
+    value ``source``) for this page's dataset, after its model card changed."""
     dataset = state.dataset_for(request)
-    return gr.update(value=dataset), train_heading(dataset)
+    return gr.update(value=dataset), train_heading(dataset), source_controls(dataset, source)
 
 
 def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
@@ -414,6 +481,10 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
             download_file = gr.File(label="this page's model", interactive=False)
         with gr.Column(scale=1, min_width=300):
             heading = gr.Markdown(train_heading(DEFAULT_DATASET))
+            # Both choices, so an API client may ask for the full set (and is told if it is not here); each page's
+            # radio is cut down to what its dataset has as soon as its card is filled in.
+            source = gr.Radio([SHIPPED_SOURCE, FULL_SOURCE], value="bundled", label="training images",
+                              elem_id="train-source")  # fmt: skip
             with gr.Row():
                 minutes = gr.Number(DEFAULT_MINUTES, minimum=0, maximum=state.LIMITS.max_minutes,
                                     label=f"minutes (at most {state.LIMITS.max_minutes:g})",
@@ -451,9 +522,10 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
     trained_file = gr.File(label="trained model", interactive=False)
 
     demo.load(model_card.model_info, None, info, api_name="model_info")
-    # The radio writes the card; every change of the card (this radio, tab 4's, a load) sets the radio and heading.
+    # The radio writes the card; every change of the card (this radio, tab 4's, a load) sets the radio, the heading
+    # and the training images on offer.
     dataset.input(model_card.choose_dataset, dataset, info, api_name="choose_dataset", show_progress="hidden")
-    info.change(dataset_controls, None, [dataset, heading], queue=False, api_visibility="private",
+    info.change(dataset_controls, source, [dataset, heading, source], queue=False, api_visibility="private",
                 show_progress="hidden")  # fmt: skip
     demo.load(training_board, None, board, api_visibility="private", queue=False)
     gr.Timer(BOARD_EVERY_S).tick(training_board, None, board, api_visibility="private", queue=False,
@@ -467,7 +539,7 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
     run = start.click(lambda: gr.update(interactive=False), None, start, queue=False, api_visibility="private")
     # As picture_events wires a view: the API event (plain pictures) is fired by nothing on the page; the page's
     # twin also sets the preview's alt text, and runs after the button is disabled.
-    train_inputs = [minutes, max_steps, preset, batch, lr, drop, seed, start_from, recipe]
+    train_inputs = [minutes, max_steps, preset, batch, lr, drop, seed, start_from, recipe, source]
     train_outputs = [status, loss_plot, accuracy_plot, preview]
     training = {"concurrency_limit": 4, "concurrency_id": "train"}
     gr.on([], train_model, train_inputs, train_outputs, api_name="train_model", **training)

@@ -636,7 +636,7 @@ def test_running_server_announces_the_same_settings(server: AppProcess, tally: T
         ("forward_view", [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, 5, "linear", 1000, 0], "not"),
         ("error_curve", [None, 5, "linear", 77, 0], "T must be one of 1000, 150"),
         ("sample_digits", [[], 1, 3, "dpmpp", 15, 0, 0, True], "at least one digit"),
-        ("train_model", [0, 0, "tiny", 16, 0.002, 0.15, 0, "start fresh", "fast"], "time budget"),
+        ("train_model", [0, 0, "tiny", 16, 0.002, 0.15, 0, "start fresh", "fast", "bundled"], "time budget"),
     ],
 )
 def test_error_responses_have_no_traceback_or_paths(

@@ -52,10 +52,10 @@ def test_choosing_a_dataset_changes_this_page_only() -> None:
 
 def test_the_tabs_controls_follow_the_pages_dataset() -> None:
     a = page("a")
-    radio, heading = train_tab.dataset_controls(a)
+    radio, heading, _ = train_tab.dataset_controls(request=a)
     assert radio["value"] == "digits" and heading == "#### Train on MNIST digits"
     model_card.choose_dataset("fashion", a)
-    radio, heading = train_tab.dataset_controls(a)
+    radio, heading, _ = train_tab.dataset_controls(request=a)
     assert radio["value"] == "fashion" and heading == "#### Train on Fashion-MNIST"
 
 
@@ -103,7 +103,7 @@ def test_uploading_a_fashion_checkpoint_switches_the_page(tiny_fashion_dir: Path
     assert "`my-fashion`" in info and "for this page only" in info
     assert state.dataset_for(a) == "fashion" and state.MODELS.has_own("a", "fashion")
     assert not state.MODELS.has_own("a", "digits") and state.dataset_for(b) == "digits"
-    assert train_tab.dataset_controls(a)[0]["value"] == "fashion"
+    assert train_tab.dataset_controls(request=a)[0]["value"] == "fashion"
 
 
 def train_two_steps(request: object, start_from: str = train_tab.FRESH_CHOICE) -> tuple:
