@@ -5,10 +5,10 @@ thread. The run belongs to the session that started it: only that session can st
 it, and it stops when that session leaves (after a short grace period, so a page that briefly loses its
 connection keeps its run). Everyone else sees when it will end. The job trains a private copy (nobody's
 model is touched), saves checkpoints atomically into its own run folder, records the loss curve and a
-preview grid (ten digits per class, sampled from the EMA weights at the app's default sampler every few
-seconds) with the classifier's guided accuracy on it, and stops within one training step of
-:meth:`TrainingJob.stop`. Old run folders are deleted when a new run starts, unless a session still uses
-the model in them.
+preview grid (ten images per class, sampled from the EMA weights every few seconds at the app's default
+sampler and the run's dataset's default guidance weight) with the classifier's guided accuracy on it, and
+stops within one training step of :meth:`TrainingJob.stop`. Old run folders are deleted when a new run
+starts, unless a session still uses the model in them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from ddpm_core.checkpoints import LoadedModel, load_checkpoint
 from ddpm_core.classifier import ImageClassifier, classify
-from ddpm_core.data import ImageData
+from ddpm_core.data import ImageData, dataset_info
 from ddpm_core.image_io import to_uint8
 from ddpm_core.paths import runs_dir
 from ddpm_core.sampling import SamplerSettings, sample
@@ -281,10 +281,12 @@ class TrainingJob:
     # ------------------------------------------------------------------------------------------
 
     def _preview(self, p: TrainProgress, dataset: str) -> tuple[np.ndarray, float | None]:
-        """Ten images per class from the EMA weights at the app's default sampler, and the classifier's accuracy."""
+        """Ten images per class from the EMA weights at the app's default sampler and ``dataset``'s default w, and
+        the classifier's accuracy on them (the w the Sample tab starts at, so the two numbers agree)."""
         labels = list(range(10)) * PREVIEW_PER_CLASS
+        settings = SamplerSettings(w=dataset_info(dataset).default_w, seed=0, runtime="torch")
         # PyTorch, not ONNX Runtime: the EMA weights change between previews, and each change means a new export
-        result = sample(p.ema_model, p.schedule, labels, SamplerSettings(seed=0, runtime="torch"))
+        result = sample(p.ema_model, p.schedule, labels, settings)
         accuracy = None
         if self._classifier is not None:
             accuracy = classify(self._classifier(dataset), result.images).accuracy(labels)

@@ -37,7 +37,7 @@ from ddpm_core import pictures
 from ddpm_core.background import Progress, Report
 from ddpm_core.checkpoints import LoadedModel
 from ddpm_core.classifier import classify, diversity
-from ddpm_core.data import DIGITS, DatasetInfo, dataset_info, to_model_range
+from ddpm_core.data import DATASETS, DEFAULT_DATASET, DIGITS, DatasetInfo, dataset_info, to_model_range
 from ddpm_core.distillation import student_w_range
 from ddpm_core.image_io import to_uint8
 from ddpm_core.sampling import (
@@ -87,7 +87,7 @@ from ddpm_ui.heavy import check_work, watch
 
 CLASS_CHOICES = [str(c) for c in range(10)]
 SAMPLER_CHOICES = [("DPM-Solver++ (2M)", "dpmpp"), ("DDIM", "ddim"), ("DDPM, all T steps", "ddpm")]
-DEFAULT_W = SamplerSettings.w
+DEFAULT_W = DIGITS.default_w  # the page starts on digits; choosing a dataset moves w to that dataset's default_w
 MAX_PER_CLASS = 8
 MAX_SAMPLER_STEPS = 1000  # the most any schedule here has (validate_settings checks against T)
 MAX_SWEEP_WS = 8
@@ -120,7 +120,7 @@ class Preset:
 # guided at every step, w = 3 gives 99.9% read correctly but a Fréchet distance of 6.04 (typical, alike
 # digits); guided only where 1 < σ ≤ 2, w = 2 gives 99.1% at 3.19, near the real-vs-real floor of 2.38.
 # 200 samples (seed 1) agree: mean within-class feature distance 5.79 sharp against 7.11 diverse; full
-# DDPM at the default w read 100% correctly with 301 network passes per digit (T = 250, the guided steps
+# DDPM at w = 4 read 100% correctly with 301 network passes per digit (T = 250, the guided steps
 # twice) against 11 for DPM-Solver++'s 10 steps.
 # The labels keep their names (links and the keyboard test use them); the lines say which numbers are digits'.
 PRESETS: tuple[Preset, ...] = (
@@ -129,7 +129,7 @@ PRESETS: tuple[Preset, ...] = (
     Preset("diverse digits", 2.0, "dpmpp", 10, 0.0, True, 4,
            "w = 2 at middle noise only: varied samples, closest to real ones (on digits, 99.1% read correctly)"),
     Preset("full DDPM", DEFAULT_W, "ddpm", SamplerSettings.steps, 1.0, True, 1,
-           "the ancestral sampler over all T steps at the default w: the paper's sampler, ~27× the network passes"),
+           f"the paper's ancestral sampler over all T steps at w = {DEFAULT_W:g}: ~27× the network passes"),
 )  # fmt: skip
 PRESETS_NOTE = "The percentages were measured on the shipped digit model; the presets work the same on Fashion-MNIST."
 
@@ -149,7 +149,11 @@ $w = 0$ ignores the class, $w = 1$ is the plain conditional model, $w > 1$ pushe
 (sharper, more readable, less varied samples). Papers often write $(1+w')\,\epsilon_c - w'\,\epsilon_\varnothing$:
 that is the same thing with $w = 1 + w'$. Under each sample: what the project's classifier of that dataset reads
 and how sure it is. The dataset is the page's, the same choice as in tab 3.
-"""
+""" + (
+    "Choosing a dataset moves $w$ to where its shipped model's samples are read as asked at least 95% of the time: "
+    + ", ".join(f"{d.default_w:g} for {d.title}" for d in DATASETS.values())
+    + ".\n"
+)
 
 LIVE_DIGITS_ONLY = (
     "*Live guidance is distilled for digits: its student learnt from the shipped digit model only, so this "
@@ -652,9 +656,14 @@ def live_alt_text(note: Any, classes: Any) -> Any:
     return gr.update(alt_text=f"Digits {digits} drawn live by the {STUDENT_LABEL} from one starting noise at {note}")
 
 
-def dataset_controls(request: gr.Request | None = None) -> tuple[dict[str, Any], ...]:
-    """Updates for the tab's controls that name the page's dataset: the dataset radio, the class boxes (names as
-    labels, values still "0" … "9"), the per-class sliders, the sweep sheet's label and the live section's note."""
+def dataset_controls(shown: Any = DEFAULT_DATASET, request: gr.Request | None = None) -> tuple[Any, ...]:
+    """Updates for the tab's controls that follow the page's dataset: the dataset radio, the class boxes (names as
+    labels, values still "0" … "9"), the per-class sliders, the sweep sheet's label, the live section's note, the
+    guidance weight w, and the dataset now shown (for the tab's State ``shown``, the one it showed before).
+
+    w moves to the dataset's ``default_w`` only when the dataset changed from ``shown``: a card that changes for
+    another reason (a page load, another model of the same dataset) leaves a link's or a person's w alone.
+    """
     info = dataset_info(state.dataset_for(request))
     word = info.class_word
     plural = "digits" if word == "digit" else "classes"
@@ -666,14 +675,16 @@ def dataset_controls(request: gr.Request | None = None) -> tuple[dict[str, Any],
         gr.update(label=f"samples per {word} (for diversity)"),
         gr.update(label=f"rows: w, columns: {plural}"),
         gr.update(value=live_note, visible=bool(live_note)),
+        gr.update() if shown == info.name else gr.update(value=info.default_w),
+        info.name,
     )
 
 
 @friendly_errors
-def choose_dataset(dataset: Any, request: gr.Request | None = None) -> tuple[dict[str, Any], ...]:
+def choose_dataset(dataset: Any, shown: Any = DEFAULT_DATASET, request: gr.Request | None = None) -> tuple[Any, ...]:
     """Make ``dataset`` this page's dataset and return :func:`dataset_controls` (for a tab built without the card)."""
     state.choose_dataset(request, dataset)
-    return dataset_controls(request)
+    return dataset_controls(shown, request)
 
 
 def build_tab(
@@ -776,13 +787,15 @@ def build_tab(
 
     # The page's dataset: the radio's .input (a person's choice, never .change) writes the card; every change of the
     # card, from this tab or tab 3, refreshes the controls here (never from a tab's select: that loops in Gradio).
-    dataset_outputs = [dataset, classes, per_class, sweep_per_class, sweep_sheet, live_dataset_note]
+    # shown: the dataset the controls last showed, so w moves only when the dataset changes (not on every card change).
+    shown = gr.State(DEFAULT_DATASET)
+    dataset_outputs = [dataset, classes, per_class, sweep_per_class, sweep_sheet, live_dataset_note, w, shown]
     quiet = {"api_visibility": "private", "show_progress": "hidden"}
     if model_card is not None:
         dataset.input(page_card.choose_dataset, dataset, model_card, **quiet)
-        model_card.change(dataset_controls, None, dataset_outputs, queue=False, **quiet)
+        model_card.change(dataset_controls, shown, dataset_outputs, queue=False, **quiet)
     else:
-        dataset.input(choose_dataset, dataset, dataset_outputs, **quiet)
+        dataset.input(choose_dataset, [dataset, shown], dataset_outputs, **quiet)
     live_inputs = [live_classes, live_w, live_seed]
     live = {"concurrency_limit": 2, "concurrency_id": "live", "show_progress": "hidden", "queue": True}
     # One event for every trigger, so "always_last" orders them all: a link applied on page load redraws after

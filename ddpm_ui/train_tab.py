@@ -32,7 +32,6 @@ from ddpm_core.checkpoints import (
 )
 from ddpm_core.data import DATA_SOURCES, DEFAULT_DATASET, FASHION, DatasetInfo, ImageData, dataset_info
 from ddpm_core.hub import HubOfflineError, HubSettings, HubUnreachableError, download_checkpoint, parse_repo
-from ddpm_core.sampling import SamplerSettings
 from ddpm_core.sessions import BusyError
 from ddpm_core.training import RECIPES, TrainConfig
 from ddpm_core.training_job import OWNER_GRACE_S, JobStatus, NotYourRunError, TrainingBusyError
@@ -185,7 +184,7 @@ def _accuracy_frame(status: JobStatus) -> pd.DataFrame:
 def _accuracy_text(status: JobStatus, info: DatasetInfo) -> str:
     if not status.accuracies:
         return ""
-    return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 {info.items}, w = {SamplerSettings.w:g})"
+    return f", guided accuracy **{100 * status.accuracies[-1]:.0f}%** (100 {info.items}, w = {info.default_w:g})"
 
 
 def images_phrase(data: ImageData) -> str:
@@ -513,7 +512,7 @@ def build_tab(demo: gr.Blocks, info: gr.Markdown | None = None) -> None:
     with gr.Row():
         loss_plot = gr.LinePlot(x="step", y="loss", title="training loss", height=260, elem_id="train-loss")
         accuracy_plot = gr.LinePlot(x="step", y="accuracy (%)", y_lim=[0, 100], height=260, elem_id="train-accuracy",
-                                    title=f"guided accuracy (10 per class, w = {SamplerSettings.w:g})")  # fmt: skip
+                                    title="guided accuracy (10 per class, at the dataset's default w)")  # fmt: skip
         preview = gr.Image(label="preview: ten per class, named above the columns; EMA weights", format="png",
                            interactive=False, elem_id="train-preview", alt_text=PREVIEW_ALT)  # fmt: skip
     with gr.Row():

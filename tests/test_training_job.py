@@ -12,6 +12,7 @@ from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.classifier import load_classifier
 from ddpm_core.data import load_bundled
 from ddpm_core.paths import classifier_dir
+from ddpm_core.sampling import SamplerSettings, sample
 from ddpm_core.schedule import ScheduleConfig
 from ddpm_core.training import TrainConfig
 from ddpm_core.training_job import NotYourRunError, TrainingBusyError, TrainingJob, TrainingLimits
@@ -75,6 +76,23 @@ def test_a_fashion_run_reads_its_previews_with_the_fashion_classifier() -> None:
     status = job.status()
     assert status.error is None and status.accuracies and set(asked) == {"fashion"}
     assert job.load_result("a").dataset == "fashion"
+
+
+@pytest.mark.parametrize(("dataset", "w"), [("fashion", 6.0), ("digits", 4.0)])
+def test_the_preview_samples_at_the_datasets_default_w(dataset: str, w: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ddpm_core.training_job as job_mod
+
+    used: list[SamplerSettings] = []
+
+    def spy(model, schedule, labels, settings, *args, **kwargs):
+        used.append(settings)
+        return sample(model, schedule, labels, settings, *args, **kwargs)
+
+    monkeypatch.setattr(job_mod, "sample", spy)
+    job = TrainingJob(preview_every_s=0.0)
+    job.start(TrainConfig(**{**LONG_TINY.__dict__, "max_steps": 1}), load_bundled(dataset), owner="a")
+    assert job.wait(timeout=60) and job.status().error is None
+    assert used and {s.w for s in used} == {w}  # the w the Sample tab starts at for this dataset
 
 
 def failed_run(monkeypatch: pytest.MonkeyPatch, error: Exception) -> TrainingJob:

@@ -51,6 +51,7 @@ def test_sampling_fashion_items_at_two_guidance_weights(page, tmp_path: Path) ->
     open_tab(page, "Sample")
     radio = page.locator("#sample-dataset")
     expect(radio.locator("input[value=digits]")).to_be_checked()
+    expect(page.locator("#sample-w input[type=number]")).to_have_value("4")
     radio.get_by_label(FASHION.title).check()
 
     # The tab follows the page's dataset: the class boxes carry the fashion names; live guidance says it stays digits.
@@ -60,6 +61,8 @@ def test_sampling_fashion_items_at_two_guidance_weights(page, tmp_path: Path) ->
     expect(page.locator("#sample-classes input[type=checkbox]:checked")).to_have_count(10)
     expect(page.locator("#live-dataset-note")).to_contain_text("Live guidance is distilled for digits")
     expect(page.locator("#sample-per-class")).to_contain_text("samples per class")
+    # w moves to where the shipped fashion model's samples are read as asked often enough
+    expect(page.locator("#sample-w input[type=number]")).to_have_value("6")
 
     first_src, first = sample_at(page, 1, image_src(page.locator(SHEET)), tmp_path / "w1.png")
     summary = page.locator("#sample-summary")

@@ -116,7 +116,7 @@ def test_training_learns_the_chosen_dataset_and_titles_its_preview() -> None:
     f = page("f")
     model_card.choose_dataset("fashion", f)
     message, _, _, preview = train_two_steps(f)
-    assert "finished at step **2**" in message and f"(100 {FASHION.items}, w = " in message
+    assert "finished at step **2**" in message and f"(100 {FASHION.items}, w = 6)" in message  # fashion's default
     assert "checkpoint of Fashion-MNIST saved" in message
     result = state.JOB.load_result("f")
     assert result.config["data"]["dataset"] == "fashion" and result.dataset == "fashion"

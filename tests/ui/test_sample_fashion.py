@@ -174,7 +174,9 @@ def test_sweep_and_comparison_run_for_fashion_without_the_digit_student() -> Non
 
 def test_the_controls_follow_the_pages_dataset() -> None:
     fashion = fashion_page()
-    radio, classes, per_class, sweep_per_class, sweep_sheet, live_note = sample_tab.dataset_controls(fashion)
+    radio, classes, per_class, sweep_per_class, sweep_sheet, live_note, _, _ = sample_tab.dataset_controls(
+        request=fashion
+    )
     assert radio["value"] == "fashion"
     assert classes["choices"] == [(name, str(i)) for i, name in enumerate(FASHION.class_names)]
     assert classes["label"] == "classes" and per_class["label"] == "samples per class"
@@ -183,15 +185,31 @@ def test_the_controls_follow_the_pages_dataset() -> None:
     )
     assert live_note["visible"] is True and live_note["value"].startswith("*Live guidance is distilled for digits")
     assert "Fashion-MNIST" in live_note["value"]
-    radio, classes, per_class, *_, live_note = sample_tab.dataset_controls(page("digits-page"))
+    radio, classes, per_class, *_, live_note, _, _ = sample_tab.dataset_controls(request=page("digits-page"))
     assert radio["value"] == "digits" and [label for label, _ in classes["choices"]] == [str(d) for d in range(10)]
     assert per_class["label"] == "samples per digit" and live_note["visible"] is False
     # the tab built without a card chooses for itself; a name the app does not know is refused
-    updates = sample_tab.choose_dataset("fashion", page("alone"))
+    updates = sample_tab.choose_dataset("fashion", request=page("alone"))
     assert updates[0]["value"] == "fashion" and state.dataset_for(page("alone")) == "fashion"
+    assert updates[-2] == {"__type__": "update", "value": 6.0} and updates[-1] == "fashion"
     with pytest.raises(gr.Error) as excinfo:
-        sample_tab.choose_dataset("cifar", page("alone"))
+        sample_tab.choose_dataset("cifar", request=page("alone"))
     assert "Choose one of the datasets" in error_text(excinfo)
+
+
+def test_w_moves_to_the_datasets_default_only_when_the_dataset_changes() -> None:
+    request = page("switching")
+    # a page load (or another digits model): the card changes but the dataset does not, so a link's w stays
+    *_, w, shown = sample_tab.dataset_controls("digits", request)
+    assert w == {"__type__": "update"} and shown == "digits"
+    model_card.choose_dataset("fashion", request)
+    *_, w, shown = sample_tab.dataset_controls(shown, request)
+    assert w == {"__type__": "update", "value": 6.0} and shown == "fashion"  # the shipped fashion model needs w = 6
+    *_, w, shown = sample_tab.dataset_controls(shown, request)  # another fashion model: a person's w stays
+    assert w == {"__type__": "update"} and shown == "fashion"
+    model_card.choose_dataset("digits", request)
+    *_, w, shown = sample_tab.dataset_controls(shown, request)
+    assert w == {"__type__": "update", "value": 4.0} and shown == "digits"
 
 
 def test_live_guidance_stays_on_digits_for_a_fashion_page() -> None:
@@ -229,13 +247,17 @@ def test_the_radio_writes_the_card_and_the_tab_follows_the_card() -> None:
     assert choose.fn is model_card.choose_dataset and [b._id for b in choose.outputs] == [card._id]
     (follow,) = events_on(demo, card)["change"]
     assert follow.fn is sample_tab.dataset_controls and radio._id in [b._id for b in follow.outputs]
+    (w,) = [b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "sample-w"]
+    (shown,) = follow.inputs  # the State the tab's last dataset lives in: read and written by the same event
+    assert isinstance(shown, gr.State) and [b._id for b in follow.outputs][-2:] == [w._id, shown._id]
+    assert w.value == 4.0  # a new page is on digits
     (live,) = [fn for fn in demo.fns.values() if fn.api_name == "live_digits"]
     assert live.batch and live.fn is sample_tab.live_digits
 
     alone, _ = build(with_card=False)
     (radio,) = [b for b in alone.blocks.values() if getattr(b, "elem_id", None) == "sample-dataset"]
     (choose,) = events_on(alone, radio)["input"]
-    assert choose.fn is sample_tab.choose_dataset and len(choose.outputs) == 6
+    assert choose.fn is sample_tab.choose_dataset and len(choose.outputs) == 8
 
 
 def test_presets_say_their_numbers_are_digits() -> None:
