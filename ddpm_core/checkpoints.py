@@ -210,13 +210,22 @@ def dataset_of(config: dict[str, Any]) -> str:
 
     Checkpoints from before Fashion-MNIST name none: they are digit models.
     """
-    name = _as_dict(config.get("data")).get("dataset", DEFAULT_DATASET)
-    return name if isinstance(name, str) and name in DATASETS else DEFAULT_DATASET
+    name = _named_dataset(config)
+    return name if _known_dataset(name) else DEFAULT_DATASET
+
+
+def _named_dataset(config: dict[str, Any]) -> object:
+    # any JSON value an uploaded config.json holds there; digits when it names none
+    return _as_dict(config.get("data")).get("dataset", DEFAULT_DATASET)
+
+
+def _known_dataset(name: object) -> bool:
+    return isinstance(name, str) and name in DATASETS
 
 
 def _check_dataset(config: dict[str, Any]) -> None:
-    name = _as_dict(config.get("data")).get("dataset", DEFAULT_DATASET)
-    if not isinstance(name, str) or name not in DATASETS:
+    name = _named_dataset(config)
+    if not _known_dataset(name):
         raise CheckpointError(
             f"{CONFIG_FILE}: data.dataset is {_describe(name)}; the app knows {' and '.join(DATASETS)}"
         )

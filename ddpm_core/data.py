@@ -48,7 +48,7 @@ class DatasetInfo:
     folder_names: tuple[str, ...]  # where the full IDX files sit under a root (Debian's name, torchvision's)
     torchvision_class: str  # the torchvision.datasets class that can download them
     hub_dataset: str  # the dataset's id on the Hugging Face Hub, for model cards
-    licence: str
+    debian_package: str | None  # the Debian package that installs the full set in /usr/share/datasets, if any
     # The guidance weight the app starts at for this dataset: the lowest w at which the shipped model's samples are
     # read as asked often enough on three seeds at the default sampler (see each model's card).
     default_w: float
@@ -89,7 +89,7 @@ DIGITS = DatasetInfo(
     folder_names=("mnist", "MNIST/raw"),
     torchvision_class="MNIST",
     hub_dataset="ylecun/mnist",
-    licence="CC BY-SA 3.0",
+    debian_package=None,
     default_w=4.0,  # digits-base: ≥ 99.5% on seeds 1234, 99 and 7
 )
 
@@ -116,7 +116,7 @@ FASHION = DatasetInfo(
     folder_names=("fashion-mnist", "FashionMNIST/raw"),
     torchvision_class="FashionMNIST",
     hub_dataset="zalando-datasets/fashion_mnist",
-    licence="MIT",
+    debian_package="dataset-fashion-mnist",
     default_w=6.0,  # fashion-base: ≥ 95.5% on seeds 1234, 99 and 7 (w = 4 gives 94.8-95.8%)
 )
 
@@ -243,13 +243,14 @@ def load_full(dataset: str = DEFAULT_DATASET, root: str | Path | None = None, do
     if download:
         import torchvision.datasets
 
+        root = root if root is not None else "data"
         fetcher = getattr(torchvision.datasets, info.torchvision_class)
         for train in (True, False):
-            fetcher(str(root or "data"), train=train, download=True)
-    folder = find_full(dataset, root if root is not None else ("data" if download else None))
+            fetcher(str(root), train=train, download=True)
+    folder = find_full(dataset, root)
     if folder is None:
         places = [str(root)] if root is not None else [str(p) for p in full_data_roots()]
-        hint = " (apt-get install dataset-fashion-mnist installs them)" if dataset == FASHION.name else ""
+        hint = f" (apt-get install {info.debian_package} installs them)" if info.debian_package else ""
         raise FileNotFoundError(f"no {info.title} IDX files under {' or '.join(places)}{hint}")
     arrays = {key: read_idx(_idx_file(folder, name)) for key, name in IDX_NAMES.items()}  # type: ignore[arg-type]
     splits = []

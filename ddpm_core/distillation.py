@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ddpm_core.checkpoints import LoadedModel, save_checkpoint
-from ddpm_core.data import ImageData
+from ddpm_core.data import ImageData, dataset_info
 from ddpm_core.diffusion import (
     alphas_cumprod_at,
     ddim_step,
@@ -209,6 +209,15 @@ def teacher_solve(
     return x
 
 
+def check_teacher(teacher: LoadedModel, dataset: str) -> None:
+    """ValueError unless ``teacher`` draws ``dataset``: a student learns from its teacher's own images."""
+    if dataset != teacher.dataset:
+        raise ValueError(
+            f"the teacher {teacher.name} draws {teacher.dataset_info.title}, not {dataset_info(dataset).title}; "
+            f"distil it on its own images with --dataset {teacher.dataset}"
+        )
+
+
 def distill(
     config: DistillConfig,
     teacher: LoadedModel,
@@ -224,8 +233,7 @@ def distill(
     ``data`` must be the teacher's dataset (ValueError otherwise): the student's config records it as its own.
     """
     config.validate()
-    if data.dataset != teacher.dataset:
-        raise ValueError(f"the teacher {teacher.name} draws {teacher.dataset_info.title}, not {data.info.title}")
+    check_teacher(teacher, data.dataset)
     dev = pick_device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

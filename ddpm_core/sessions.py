@@ -93,7 +93,7 @@ class SessionModels:
         """The dataset ``session`` has chosen (digits until it chooses another)."""
         with self._lock:
             self._expire()
-            return self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
+            return self._chosen(session)
 
     def choose(self, session: str, dataset: str) -> None:
         """Make ``dataset`` the one ``session`` samples, trains and compares on (ValueError if unknown)."""
@@ -131,7 +131,7 @@ class SessionModels:
         """Whether ``session`` uses a model of its own for ``dataset`` (its chosen one if None)."""
         with self._lock:
             self._expire()
-            dataset = dataset or self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
+            dataset = dataset or self._chosen(session)
             return (session, dataset) in self._sessions
 
     def folders_in_use(self) -> set[Path]:
@@ -182,7 +182,7 @@ class SessionModels:
     def use_default(self, session: str, dataset: str | None = None) -> None:
         """Go back to the shipped model of ``dataset`` (the chosen one if None), and choose that dataset."""
         with self._lock:
-            dataset = dataset or self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
+            dataset = dataset or self._chosen(session)
             self._drop(session, dataset)
             self.choose(session, dataset)
 
@@ -199,6 +199,9 @@ class SessionModels:
             self._sessions.clear()
             self._choices.clear()
             self._cache.clear()
+
+    def _chosen(self, session: str) -> str:
+        return self._choices.get(session, (DEFAULT_DATASET, 0.0))[0]
 
     def _drop(self, session: str, dataset: str) -> None:
         own = self._sessions.pop((session, dataset), None)

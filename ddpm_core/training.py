@@ -478,7 +478,7 @@ def train(
         start_step = int((resume.config.get("training", {}) or {}).get("steps") or 0)
     prior_seconds = float((resume.config.get("training", {}) or {}).get("seconds", 0.0)) if resume else 0.0
 
-    digits = TrainingImages.of(data, dev)
+    images = TrainingImages.of(data, dev)
     step = start_step
     stopped_early = False
     metadata = {"name": name or (Path(out_dir).name if out_dir else "digits"), "data": data_record(data)}
@@ -503,7 +503,7 @@ def train(
             stopped_early = True
             break
         lr = ledger.set_learning_rate(config, optimizer)
-        x0, labels = digits.draw(config.batch_size, generator)
+        x0, labels = images.draw(config.batch_size, generator)
         x0 = random_shift(x0, config.augment_shift, generator)
         if config.t_sampling == "lognormal":
             t = lognormal_timesteps(schedule, config.batch_size, config.lognormal_mean, config.lognormal_std, generator)

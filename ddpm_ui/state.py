@@ -1,10 +1,9 @@
 """The app's state: each session's dataset and models, the training job, the distilled student, data and classifiers.
 
 The server is shared, so anything one visitor can change is kept per session (keyed by Gradio's session
-hash): the dataset it has chosen and the model it samples from for each (:class:`ddpm_core.sessions.SessionModels`),
-the training run it owns
-(:class:`ddpm_core.training_job.TrainingJob`) and its heavy requests in flight. The shipped models, the
-student, the data and the classifiers are read-only and shared. Everything here is thread-safe.
+hash): the dataset it has chosen and its model of each (:class:`ddpm_core.sessions.SessionModels`), the
+training run it owns (:class:`ddpm_core.training_job.TrainingJob`) and its heavy requests in flight. The
+shipped models, the student, the data and the classifiers are read-only and shared. Everything here is thread-safe.
 """
 
 from __future__ import annotations

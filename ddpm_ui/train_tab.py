@@ -30,7 +30,7 @@ from ddpm_core.checkpoints import (
     load_uploaded,
     zip_checkpoint,
 )
-from ddpm_core.data import DATA_SOURCES, DEFAULT_DATASET, FASHION, DatasetInfo, ImageData, dataset_info
+from ddpm_core.data import DATA_SOURCES, DEFAULT_DATASET, DatasetInfo, ImageData, dataset_info
 from ddpm_core.hub import HubOfflineError, HubSettings, HubUnreachableError, download_checkpoint, parse_repo
 from ddpm_core.sessions import BusyError
 from ddpm_core.training import RECIPES, TrainConfig
@@ -321,12 +321,12 @@ def train_model(
 
 
 def full_set_hint(dataset: str) -> str:
-    """How a server gets ``dataset``'s full set: Debian's package for Fashion-MNIST, IDX files for the digits."""
+    """How a server gets ``dataset``'s full set: its Debian package where it has one (Fashion-MNIST), else IDX files."""
     info = dataset_info(dataset)
-    if dataset == FASHION.name:
+    if info.debian_package:
         return (
-            f"The full {info.title} set comes with Debian's dataset-fashion-mnist package: on a Hugging Face Space, "
-            "list it in packages.txt; on your own machine, run apt-get install dataset-fashion-mnist."
+            f"The full {info.title} set comes with Debian's {info.debian_package} package: on a Hugging Face Space, "
+            f"list it in packages.txt; on your own machine, run apt-get install {info.debian_package}."
         )
     return (
         f"For the full {info.title} set, put its four IDX files (train-images-idx3-ubyte.gz and the other three) "

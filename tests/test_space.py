@@ -130,7 +130,7 @@ def test_the_space_installs_the_full_fashion_set_where_the_data_module_looks() -
     # packages.txt: one Debian package name per line, the form Debian policy (§5.6.7) allows
     packages = [line.strip() for line in (ROOT / "packages.txt").read_text().splitlines() if line.strip()]
     assert packages and all(re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name) for name in packages), packages
-    assert "dataset-fashion-mnist" in packages
+    assert "dataset-fashion-mnist" in packages and data.FASHION.debian_package == "dataset-fashion-mnist"
     # that package installs /usr/share/datasets/fashion-mnist/*-idx?-ubyte.gz (its file list, Debian bookworm);
     # the data module searches there by default, under the dataset's first folder name
     assert paths.SYSTEM_DATASETS == Path("/usr/share/datasets")

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
 from ddpm_core.cli import HUB_SPEC, add_data_arguments, make_parser
-from ddpm_core.data import dataset_info, load_dataset
-from ddpm_core.distillation import TEACHER_SOLVERS, DistillConfig, distill
+from ddpm_core.data import load_dataset
+from ddpm_core.distillation import TEACHER_SOLVERS, DistillConfig, check_teacher, distill
 from ddpm_core.hub import resolve_checkpoint
 from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
 from ddpm_core.training import TrainProgress
@@ -75,12 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         config.validate()
         teacher = load_checkpoint(resolve_checkpoint(args.teacher))
-        if args.dataset != teacher.dataset:
-            asked = dataset_info(args.dataset).title
-            raise ValueError(
-                f"the teacher {teacher.name} draws {teacher.dataset_info.title}, not {asked}; "
-                f"distil it on its own images with --dataset {teacher.dataset}"
-            )
+        check_teacher(teacher, args.dataset)  # before the images are read
         data = load_dataset(args.dataset, args.data, args.data_root)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
