@@ -1,10 +1,15 @@
 """Training the class-conditional model (Ho et al. 2020, Algorithm 1, with classifier-free dropout).
 
-One step: draw x_0 and its labels, t ~ U{0…T−1}, ε ~ N(0, I); form x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε
-(eq. 4); replace each label by "no class" with probability ``context_drop_prob`` (Bernoulli mask, Ho &
-Salimans 2021); minimise ‖ε − ε_θ(x_t, t, c)‖² (eq. 14, the "simple" loss; L1 and Huber selectable).
-AdamW, linear warm-up then cosine decay of the learning rate, gradient clipping, and an exponential
-moving average (EMA) of the weights, which is what gets sampled and saved as ``model.safetensors``.
+One step: take the step's batch of x_0 and labels from this epoch's shuffle of the training images, draw
+t ~ U{0…T−1}, ε ~ N(0, I); form x_t = √ᾱ_t x_0 + √(1−ᾱ_t) ε (eq. 4); replace each label by "no class"
+with probability ``context_drop_prob`` (Bernoulli mask, Ho & Salimans 2021); minimise ‖ε − ε_θ(x_t, t, c)‖²
+(eq. 14, the "simple" loss; L1 and Huber selectable). AdamW, linear warm-up then cosine decay of the
+learning rate, gradient clipping, and an exponential moving average (EMA) of the weights, which is what
+gets sampled and saved as ``model.safetensors``.
+
+Which images a step takes (:class:`ShardedBatches`) and its random draws (:class:`StepDraws`) depend only
+on the seed and the step number. So a resumed run picks up where it stopped, and N processes under
+``torchrun`` (:mod:`ddpm_core.distributed`) each take their share of the very batch one process would.
 
 Ideas from the fast-training literature, each one small function selected by :class:`TrainConfig`:
 
@@ -34,12 +39,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DistributedSampler
 
 from ddpm_core.checkpoints import LoadedModel, save_checkpoint
 from ddpm_core.data import ImageData, to_model_range
 from ddpm_core.diffusion import q_sample, v_target
+from ddpm_core.distributed import SINGLE, World
 from ddpm_core.runtime import PRECISIONS, Execution, autocast, choose_training, default_precision
 from ddpm_core.schedule import NoiseSchedule, ScheduleConfig
 from ddpm_core.unet import NULL_LABEL, PREDICTIONS, WIDTH_PRESETS, ContextUNet, prediction_of
@@ -221,20 +230,57 @@ def lognormal_timesteps(
     return (schedule.log_snr[None, :] - target_log_snr[:, None]).abs().argmin(dim=1)
 
 
-def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator, fill: float = -1.0) -> torch.Tensor:
-    """Move each image by its own whole-pixel offset in [−max_shift, max_shift]², filling with the background."""
+def random_shift(x: torch.Tensor, max_shift: int, offsets: torch.Tensor, fill: float = -1.0) -> torch.Tensor:
+    """Move each image by its own whole-pixel offset, ``offsets[i]`` in [0, 2·max_shift]² measured from
+    −max_shift, filling with the background."""
     if max_shift == 0:
         return x
-    b, _, h, w = x.shape
+    _, _, h, w = x.shape
     padded = F.pad(x, (max_shift,) * 4, value=fill)
-    offsets = torch.randint(0, 2 * max_shift + 1, (b, 2), generator=generator).tolist()
-    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets)])
+    return torch.stack([padded[i, :, dy : dy + h, dx : dx + w] for i, (dy, dx) in enumerate(offsets.tolist())])
 
 
-def drop_context(labels: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
-    """Replace each label by ``NULL_LABEL`` with probability ``prob`` (a Bernoulli mask)."""
-    drop = torch.bernoulli(torch.full(labels.shape, prob), generator=generator).bool().to(labels.device)
-    return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
+def drop_context(labels: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+    """Replace each label by ``NULL_LABEL`` where the Bernoulli mask ``drop`` is true."""
+    return torch.where(drop.to(labels.device), torch.full_like(labels, NULL_LABEL), labels)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of one step's random draws: the run's seed and the step mixed by NumPy's SeedSequence, so
+    each step's draws depend on nothing else (not on earlier steps, nor on how many processes train)."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1, dtype=np.uint64)[0])
+
+
+@dataclass(frozen=True)
+class StepDraws:
+    """The random draws of one training step for the whole global batch, one row per image: the noise
+    level t, the noise ε, the context-drop mask and the shift of each image (``None`` without augmentation)."""
+
+    t: torch.Tensor
+    noise: torch.Tensor
+    drop: torch.Tensor
+    offsets: torch.Tensor | None
+
+    @classmethod
+    def of(cls, config: TrainConfig, schedule: NoiseSchedule, step: int, shape: tuple[int, ...]) -> StepDraws:
+        """The draws of step ``step`` (0-based, counting earlier runs) for a global batch of ``shape``."""
+        generator = torch.Generator().manual_seed(step_seed(config.seed, step))
+        n, shift = shape[0], config.augment_shift
+        offsets = torch.randint(0, 2 * shift + 1, (n, 2), generator=generator) if shift else None
+        if config.t_sampling == "lognormal":
+            t = lognormal_timesteps(schedule, n, config.lognormal_mean, config.lognormal_std, generator)
+        else:
+            t = torch.randint(0, schedule.num_steps, (n,), generator=generator)
+        noise = torch.randn(shape, generator=generator)
+        drop = torch.rand(n, generator=generator) < config.context_drop_prob
+        return cls(t, noise, drop, offsets)
+
+    def share(self, world: World) -> StepDraws:
+        """The rows of ``world``'s rank: positions rank, rank + size, … (how :class:`ShardedBatches` deals)."""
+        take = slice(world.rank, None, world.size)
+        return StepDraws(
+            self.t[take], self.noise[take], self.drop[take], None if self.offsets is None else self.offsets[take]
+        )
 
 
 def data_record(data: ImageData) -> dict[str, Any]:
@@ -330,8 +376,39 @@ class TrainingImages:
 
     def draw(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch`` digits and their labels, drawn uniformly with replacement."""
-        idx = torch.randint(0, len(self), (batch,), generator=generator).to(self.labels.device)
+        return self.take(torch.randint(0, len(self), (batch,), generator=generator))
+
+    def take(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images at ``indices`` and their labels."""
+        idx = indices.to(self.labels.device)
         return self.images[idx], self.labels[idx]
+
+
+class ShardedBatches:
+    """Which training images each step takes, on this process: every epoch a shuffle of all n images, seeded
+    by the run's seed and the epoch (the same on every rank), cut into ⌊n / batch⌋ global batches (the last
+    n mod batch images wait for the next epoch's shuffle). Rank r of N takes positions r, r + N, r + 2N, … of
+    each global batch: :class:`~torch.utils.data.DistributedSampler`'s deal. So the global batch of a step is
+    the same whatever the number of processes, and a resumed run finds its place from the step count alone.
+    """
+
+    def __init__(self, n: int, batch: int, seed: int, world: World = SINGLE) -> None:
+        if batch > n:
+            raise ValueError(f"a batch of {batch} images is larger than the {n:,} training images; use a smaller batch")
+        world.check_batch(batch)
+        self.per_epoch, self.share = n // batch, batch // world.size
+        self.sampler = DistributedSampler(
+            range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, step: int) -> torch.Tensor:
+        """This rank's image indices at step ``step`` (0-based, counting earlier runs)."""
+        epoch, j = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._epoch, self._order = epoch, torch.tensor(list(self.sampler), dtype=torch.long)
+        return self._order[j * self.share : (j + 1) * self.share]
 
 
 class StepLedger:
@@ -356,6 +433,7 @@ class StepLedger:
         self.steps = 0  # steps taken in this run
         self.losses: list[float] = []
         self.window: list[float] = []  # losses since the last report
+        self.clock_s: float | None = None  # the agreed time at the end of the last step, when there is one
         self.start = self.last_save = time.perf_counter()
 
     @classmethod
@@ -374,7 +452,7 @@ class StepLedger:
         if self.max_steps is not None:
             parts.append(self.steps / self.max_steps)
         if self.budget_s is not None:
-            parts.append(self.elapsed() / self.budget_s)
+            parts.append((self.elapsed() if self.clock_s is None else self.clock_s) / self.budget_s)
         return min(1.0, max(parts))
 
     def done(self) -> bool:
@@ -413,8 +491,13 @@ class StepLedger:
             "execution": execution.as_dict(),
         }
 
-    def record(self, loss: float) -> None:
-        """Count a step with its loss; report and save when it is time."""
+    def record(self, loss: float, clock_s: float | None = None) -> None:
+        """Count a step with its loss; report and save when it is time.
+
+        ``clock_s``: the run's time at the end of the step as all processes agreed it (rank 0's); the budget is
+        judged on it until the next step. Without it, on this process's own clock.
+        """
+        self.clock_s = clock_s
         self.steps += 1
         self.losses.append(loss)
         self.window.append(loss)
@@ -451,16 +534,18 @@ def train(
     should_stop: Callable[[], bool] | None = None,
     device: str = "auto",
     name: str | None = None,
+    world: World = SINGLE,
 ) -> TrainResult:
     """Train (or continue training) an ε-model on ``data.train``; saves checkpoints to ``out_dir`` if given.
 
     A model is continued only on its own dataset (ValueError otherwise): its checkpoint would name the new one.
+    With a ``world`` of several processes (inside :meth:`World.joined`), this process trains on its share of
+    each global batch of ``config.batch_size``; only rank 0 saves and calls ``callback``.
     """
     config.validate()
     check_resume(resume, data)
-    dev = pick_device(device)
+    dev = world.place(pick_device(device))
     torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     if resume is not None:  # the checkpoint's own width and prediction go on
         model = copy.deepcopy(resume.model)
         schedule = resume.schedule
@@ -479,53 +564,62 @@ def train(
     prior_seconds = float((resume.config.get("training", {}) or {}).get("seconds", 0.0)) if resume else 0.0
 
     images = TrainingImages.of(data, dev)
+    batches = ShardedBatches(len(images), config.batch_size, config.seed, world)
+    network = world.wrap(model, dev)
     step = start_step
-    stopped_early = False
     metadata = {"name": name or (Path(out_dir).name if out_dir else "digits"), "data": data_record(data)}
 
     def save(elapsed: float) -> Path | None:
-        if out_dir is None:
+        if out_dir is None or not world.is_main:
             return None
         meta = dict(metadata)
         meta["training"] = ledger.training_record(step, elapsed, config, dev, execution, prior_seconds)
+        meta["training"]["processes"] = world.size
         return save_checkpoint(out_dir, ema, schedule, meta, _training_state(model, optimizer, step))
 
     def report(done: bool) -> None:
-        if callback is not None:
+        if callback is not None and world.is_main:
             callback(ledger.progress(step, lr, ema, schedule, execution, done))
 
     lr = learning_rate(config, 0, 0.0)
-    execution = choose_training(model, config.batch_size, config.precision)
+    execution = _agreed_execution(model, batches.share, config.precision, world, dev)
     # started after the precision probe, which is not training time
     ledger = StepLedger.for_config(config, report, save)
-    while not ledger.done():
-        if should_stop is not None and should_stop():
-            stopped_early = True
-            break
+    stop = world.agree(0.0, 0.0, should_stop is not None and should_stop(), dev)[2]
+    while not stop and not ledger.done():
         lr = ledger.set_learning_rate(config, optimizer)
-        x0, labels = images.draw(config.batch_size, generator)
-        x0 = random_shift(x0, config.augment_shift, generator)
-        if config.t_sampling == "lognormal":
-            t = lognormal_timesteps(schedule, config.batch_size, config.lognormal_mean, config.lognormal_std, generator)
-        else:
-            t = torch.randint(0, schedule.num_steps, (config.batch_size,), generator=generator)
-        t = t.to(dev)
-        noise = torch.randn(x0.shape, generator=generator).to(dev)
+        x0, labels = images.take(batches.indices(step))
+        draws = StepDraws.of(config, schedule, step, (config.batch_size, *x0.shape[1:])).share(world)
+        if draws.offsets is not None:
+            x0 = random_shift(x0, config.augment_shift, draws.offsets)
+        t, noise = draws.t.to(dev), draws.noise.to(dev)
         x_t, _ = q_sample(schedule, x0, t, noise=noise)
         target = noise if config.prediction == "eps" else v_target(schedule, x0, t, noise)
-        labels = drop_context(labels, config.context_drop_prob, generator)
+        labels = drop_context(labels, draws.drop)
         with autocast(execution.precision, dev):
-            pred = model(x_t, t.float() / schedule.num_steps, labels)
+            pred = network(x_t, t.float() / schedule.num_steps, labels)
         per_image = diffusion_loss(pred.float(), target, config.loss)
         if config.weighting == "min_snr":
             snr = schedule.snr[t.cpu()].to(device=dev, dtype=per_image.dtype)
             per_image = per_image * min_snr_weight(snr, config.min_snr_gamma, config.prediction)
         step += 1
-        ledger.record(
-            optimisation_step(model, ema, optimizer, per_image.mean(), config.grad_clip, config.ema_decay, step)
-        )
+        loss = optimisation_step(model, ema, optimizer, per_image.mean(), config.grad_clip, config.ema_decay, step)
+        clock, loss, stop = world.agree(ledger.elapsed(), loss, should_stop is not None and should_stop(), dev)
+        ledger.record(loss, clock)
+    stopped_early = stop and not ledger.done()
 
     elapsed, checkpoint = ledger.finish()
     return TrainResult(
         ema, schedule, step, prior_seconds + elapsed, ledger.losses, checkpoint, stopped_early, execution
     )
+
+
+def _agreed_execution(model: nn.Module, batch: int, precision: str, world: World, device: torch.device) -> Execution:
+    """How to train: timed by rank 0 alone when ``precision`` is auto, and taken up by every rank."""
+    if not world.parallel or precision != "auto":
+        return choose_training(model, batch, precision)
+    if world.is_main:
+        execution = choose_training(model, batch, precision)
+        world.from_main(PRECISIONS.index(execution.precision), device)
+        return execution
+    return choose_training(model, batch, PRECISIONS[world.from_main(0, device)])

@@ -11,8 +11,8 @@ import torch
 from ddpm_core.checkpoints import load_checkpoint
 from ddpm_core.data import load_bundled, to_model_range
 from ddpm_core.diffusion import eps_from_output, q_sample
-from ddpm_core.schedule import ScheduleConfig
-from ddpm_core.training import StepLedger, TrainConfig, drop_context, learning_rate, train
+from ddpm_core.schedule import NoiseSchedule, ScheduleConfig
+from ddpm_core.training import StepDraws, StepLedger, TrainConfig, drop_context, learning_rate, train
 from ddpm_core.unet import NULL_LABEL
 
 TINY = TrainConfig(
@@ -77,7 +77,9 @@ def test_training_is_seeded() -> None:
 
 def test_context_dropout_rate() -> None:
     labels = torch.zeros(20000, dtype=torch.long)
-    dropped = drop_context(labels, 0.2, torch.Generator().manual_seed(0))
+    config = TrainConfig(context_drop_prob=0.2)
+    draws = StepDraws.of(config, NoiseSchedule.from_config(config.schedule), 0, (20000, 1, 1, 1))
+    dropped = drop_context(labels, draws.drop)
     share = float((dropped == NULL_LABEL).float().mean())
     assert abs(share - 0.2) < 0.015  # binomial std ≈ 0.003
     assert set(dropped.unique().tolist()) == {0, NULL_LABEL}
@@ -128,6 +130,15 @@ def test_step_ledger_counts_reports_saves_and_ends_on_the_step_budget() -> None:
     assert ledger.done() and ledger.losses == [4.0, 2.0, 1.0, 3.0, 5.0]
     elapsed, _ = ledger.finish()
     assert reports[-1] is True and elapsed >= 0 and len(saves) == 6
+
+
+def test_step_ledger_judges_the_time_budget_on_the_agreed_clock() -> None:
+    """Under torchrun every rank ends on rank 0's clock, handed to ``record``, not on its own."""
+    ledger = StepLedger(None, 1.0, 10, 1e9, report=lambda done: None, save=lambda elapsed: None)
+    ledger.record(0.5, clock_s=30.0)
+    assert ledger.fraction() == pytest.approx(0.5) and not ledger.done()
+    ledger.record(0.5, clock_s=60.0)
+    assert ledger.done() and ledger.elapsed() < 60.0
 
 
 def test_step_ledger_progress_reports_the_mean_loss_since_the_last_report() -> None:

@@ -6,8 +6,11 @@ python -m ddpm_core.cli.train --minutes 3 --prediction eps --out runs/eps       
 python -m ddpm_core.cli.train --steps 500 --resume checkpoints/digits-base --out runs/more
 python -m ddpm_core.cli.train --dataset fashion --minutes 3 --out runs/fashion  # Fashion-MNIST's shipped subset
 python -m ddpm_core.cli.train --data full --data-root ~/mnist --out runs/full   # full 60k from IDX files
+torchrun --standalone --nproc-per-node 2 -m ddpm_core.cli.train --minutes 3 --out runs/ddp  # 2 processes
 
 Settings not given on the command line come from the recipe (``--recipe``, see ddpm_core.training.RECIPES).
+Under torchrun the processes train one model data-parallel (ddpm_core.distributed): --batch-size is the
+global batch, split evenly over the processes, and rank 0 alone writes the checkpoint and the progress.
 """
 
 from __future__ import annotations
@@ -23,10 +26,20 @@ from tqdm import tqdm
 from ddpm_core.checkpoints import CheckpointError, load_checkpoint
 from ddpm_core.cli import HUB_SPEC, add_data_arguments, make_parser
 from ddpm_core.data import load_dataset
+from ddpm_core.distributed import World
 from ddpm_core.hub import resolve_checkpoint
 from ddpm_core.runtime import PRECISION_ENV, PRECISIONS
 from ddpm_core.schedule import SCHEDULE_NAMES, ScheduleConfig
-from ddpm_core.training import RECIPES, T_SAMPLINGS, WEIGHTINGS, TrainConfig, TrainProgress, check_resume, train
+from ddpm_core.training import (
+    RECIPES,
+    T_SAMPLINGS,
+    WEIGHTINGS,
+    TrainConfig,
+    TrainProgress,
+    check_resume,
+    pick_device,
+    train,
+)
 from ddpm_core.unet import PREDICTIONS, WIDTH_PRESETS
 
 # command-line flag → TrainConfig field, for the settings a recipe supplies when the flag is not given
@@ -73,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=None, help="time budget (default: 10 if no --steps)")
     p.add_argument("--steps", type=int, default=None, help="step budget (default: none, stop on --minutes)")
     tuned("--preset", "model width", choices=sorted(WIDTH_PRESETS))
-    tuned("--batch-size", "images per training step", type=int)
+    tuned("--batch-size", "images per training step, over all processes under torchrun", type=int)
     tuned("--lr", "peak learning rate", type=float)
     tuned("--warmup", "learning-rate warm-up steps", type=int)
     tuned("--drop-prob", "context-drop probability (trains the unconditional model for guidance)", type=float)
@@ -101,43 +114,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    world = World.from_environment()
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 10.0
     given = {field: getattr(args, flag) for flag, field in OVERRIDES.items() if getattr(args, flag) is not None}
     try:
         given.update(max_steps=args.steps, max_minutes=minutes, schedule=ScheduleConfig(args.schedule, args.T))
         config = TrainConfig.from_recipe(args.recipe, **given)
         config.validate()
+        world.check_batch(config.batch_size)
+        if args.download and world.parallel:
+            raise ValueError("download the full set once without torchrun (a plain run with --download), then start it")
+        device = world.place(pick_device(args.device))
         data = load_dataset(args.dataset, args.data, args.data_root, args.download)
         resume = load_checkpoint(resolve_checkpoint(args.resume), with_training_state=True) if args.resume else None
         check_resume(resume, data)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        where = f" (rank {world.rank})" if world.parallel else ""
+        print(f"error{where}: {exc}", file=sys.stderr)
         return 2
-    print(f"data: {data.description} ({len(data.train)} train, {len(data.held_out)} held out)")
-    bar = tqdm(total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+    if world.is_main:
+        print(f"data: {data.description} ({len(data.train)} train, {len(data.held_out)} held out); {world.describe()}")
+    bar = tqdm(
+        total=1000, unit="‰", bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}", disable=not world.is_main
+    )
 
     def on_progress(p: TrainProgress) -> None:
         bar.n = int(p.fraction * 1000)
         bar.set_postfix_str(f"step {p.step} loss {p.loss:.4f} lr {p.lr:.2e}")
 
-    result = train(
-        config,
-        data,
-        out_dir=args.out,
-        resume=resume,
-        callback=on_progress,
-        device=args.device,
-        name=args.name or Path(args.out).name,
-    )
+    with world.joined(device):
+        result = train(
+            config,
+            data,
+            out_dir=args.out,
+            resume=resume,
+            callback=on_progress,
+            device=str(device),
+            name=args.name or Path(args.out).name,
+            world=world,
+        )
     bar.close()
-    summary = {
-        "steps": result.steps,
-        "seconds": round(result.seconds, 1),
-        "final_loss_mean_last_100": round(sum(result.losses[-100:]) / max(1, len(result.losses[-100:])), 5),
-        "checkpoint": str(result.checkpoint),
-        "execution": result.execution.as_dict(),
-    }
-    print(json.dumps(summary))
+    if world.is_main:
+        summary = {
+            "steps": result.steps,
+            "seconds": round(result.seconds, 1),
+            "final_loss_mean_last_100": round(sum(result.losses[-100:]) / max(1, len(result.losses[-100:])), 5),
+            "checkpoint": str(result.checkpoint),
+            "processes": world.size,
+            "execution": result.execution.as_dict(),
+        }
+        print(json.dumps(summary))
     return 0
 
 
