@@ -91,6 +91,8 @@ class World:
         rank start from rank 0's weights); ``model`` itself otherwise."""
         if not self.parallel:
             return model
+        if not dist.is_initialized():
+            raise RuntimeError("several processes train together only inside World.joined(), which joins their group")
         return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     def from_main(self, value: int, device: torch.device) -> int:

@@ -191,6 +191,11 @@ class TrainResult:
     checkpoint: Path | None
     stopped_early: bool
     execution: Execution
+    run_seconds: float = 0.0  # this run's training loop alone (``seconds`` adds the runs it continued)
+
+    def images_per_second(self, batch: int) -> float:
+        """This run's training throughput at global batch ``batch``: its steps × batch over its loop's seconds."""
+        return len(self.losses) * batch / self.run_seconds if self.run_seconds > 0 else 0.0
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -393,14 +398,19 @@ class ShardedBatches:
     """
 
     def __init__(self, n: int, batch: int, seed: int, world: World = SINGLE) -> None:
-        if batch > n:
-            raise ValueError(f"a batch of {batch} images is larger than the {n:,} training images; use a smaller batch")
-        world.check_batch(batch)
+        self.check(n, batch, world)
         self.per_epoch, self.share = n // batch, batch // world.size
         self.sampler = DistributedSampler(
             range(n), num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed, drop_last=True
         )
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+
+    @staticmethod
+    def check(n: int, batch: int, world: World = SINGLE) -> None:
+        """ValueError unless a global batch of ``batch`` fits in ``n`` images and splits evenly over ``world``."""
+        if batch > n:
+            raise ValueError(f"a batch of {batch} images is larger than the {n:,} training images; use a smaller batch")
+        world.check_batch(batch)
 
     def indices(self, step: int) -> torch.Tensor:
         """This rank's image indices at step ``step`` (0-based, counting earlier runs)."""
@@ -610,7 +620,7 @@ def train(
 
     elapsed, checkpoint = ledger.finish()
     return TrainResult(
-        ema, schedule, step, prior_seconds + elapsed, ledger.losses, checkpoint, stopped_early, execution
+        ema, schedule, step, prior_seconds + elapsed, ledger.losses, checkpoint, stopped_early, execution, elapsed
     )
 
 

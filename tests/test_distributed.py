@@ -245,3 +245,8 @@ def test_every_rank_trains_at_the_precision_rank_zero_timed() -> None:
     chosen = _agreed_execution(model, 4, "auto", _Rank1(1, 2, 1), torch.device("cpu"))
     assert chosen.precision == "bf16" and chosen.batch == 0  # taken up, not timed on this rank
     assert _agreed_execution(model, 4, "fp32", _Rank1(1, 2, 1), torch.device("cpu")).precision == "fp32"
+
+
+def test_the_plain_command_refuses_a_batch_larger_than_the_data(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert train_cli.main(["--steps", "1", "--batch-size", "4096", "--out", str(tmp_path / "x")]) == 2
+    assert "larger than the 4,000 training images" in capsys.readouterr().err and not (tmp_path / "x").exists()

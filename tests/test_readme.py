@@ -38,3 +38,10 @@ def test_every_python_m_command_in_the_readme_names_a_module_that_exists() -> No
     assert {"ddpm_core.cli.train", "ddpm_core.cli.sample", "benchmarks.bench"} <= commands
     for module in commands - {"pytest", "pip"}:
         assert importlib.util.find_spec(module) is not None, module
+
+
+def test_every_torchrun_command_in_the_readme_runs_a_module_that_exists() -> None:
+    modules = re.findall(r"torchrun [^\n]*?-m ([\w.]+)", README.replace("\\\n", " "))
+    assert "ddpm_core.cli.train" in modules and len(modules) >= 2
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, module

@@ -34,6 +34,7 @@ from ddpm_core.training import (
     RECIPES,
     T_SAMPLINGS,
     WEIGHTINGS,
+    ShardedBatches,
     TrainConfig,
     TrainProgress,
     check_resume,
@@ -121,13 +122,13 @@ def main(argv: list[str] | None = None) -> int:
         given.update(max_steps=args.steps, max_minutes=minutes, schedule=ScheduleConfig(args.schedule, args.T))
         config = TrainConfig.from_recipe(args.recipe, **given)
         config.validate()
-        world.check_batch(config.batch_size)
         if args.download and world.parallel:
             raise ValueError("download the full set once without torchrun (a plain run with --download), then start it")
         device = world.place(pick_device(args.device))
         data = load_dataset(args.dataset, args.data, args.data_root, args.download)
         resume = load_checkpoint(resolve_checkpoint(args.resume), with_training_state=True) if args.resume else None
         check_resume(resume, data)
+        ShardedBatches.check(len(data.train), config.batch_size, world)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
         where = f" (rank {world.rank})" if world.parallel else ""
         print(f"error{where}: {exc}", file=sys.stderr)
@@ -161,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "final_loss_mean_last_100": round(sum(result.losses[-100:]) / max(1, len(result.losses[-100:])), 5),
             "checkpoint": str(result.checkpoint),
             "processes": world.size,
+            "images_per_s": round(result.images_per_second(config.batch_size), 1),
             "execution": result.execution.as_dict(),
         }
         print(json.dumps(summary))
