@@ -144,7 +144,9 @@ def worker_pid(marker: str, rank: int) -> int | None:
 def test_a_killed_rank_leaves_the_last_checkpoint_whole(victim: int, tmp_path: Path) -> None:
     """Rank 0 saves after every step; a rank killed at any moment leaves a checkpoint that loads and resumes."""
     marker, out = uuid.uuid4().hex, tmp_path / "run"
+    # saving after every step; and precision auto, so rank 0 times it and rank 1 takes its choice in a real run
     settings = [*SETTINGS[:-2], "--checkpoint-every", "0"]
+    settings[settings.index("fp32")] = "auto"
     env = {**os.environ, "DDPM_TEST_RUN": marker}
     run = Torchrun(2, ["--minutes", "5", *settings, "--out", str(out)], tmp_path / "log", env)
     deadline = time.monotonic() + 120
@@ -160,6 +162,7 @@ def test_a_killed_rank_leaves_the_last_checkpoint_whole(victim: int, tmp_path: P
     saved = load_checkpoint(out, with_training_state=True)
     assert saved.training_state is not None
     assert int(saved.training_state["step"][0]) == saved.config["training"]["steps"] > 0
+    assert saved.config["training"]["execution"]["requested"] == "auto/torch"
     assert train_cli.main(["--steps", "2", *settings, "--resume", str(out), "--out", str(tmp_path / "on")]) == 0
 
 
