@@ -63,7 +63,8 @@ WAYS = (ONE, ONE_TWO_THREADS, TWO)
 
 
 def run_once(way: Way, batch: int, steps: int, precision: str, preset: str | None, workdir: Path) -> dict[str, Any]:
-    """One training run; its steps, training seconds, images per second and the wall time of the command."""
+    """One training run: its images per second, the wall time of the command, the precision it trained in and
+    the number of processes it says trained (from its summary)."""
     out = workdir / f"{way.name}-b{batch}"
     args = ["--steps", str(steps), "--batch-size", str(batch), "--precision", precision]
     args += ["--checkpoint-every", "1e9", "--out", str(out), *(["--preset", preset] if preset else [])]
@@ -75,7 +76,6 @@ def run_once(way: Way, batch: int, steps: int, precision: str, preset: str | Non
         raise RuntimeError(f"{way.name} at batch {batch} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     summary = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
     return {
-        "steps": summary["steps"],
         "images_per_s": summary["images_per_s"],
         "wall_s": wall,
         "chosen": summary["execution"]["chosen"],
@@ -107,7 +107,7 @@ def run_bench(
             rates = {way: statistics.median(r["images_per_s"] for r in runs[way]) for way in WAYS}
             for way in WAYS:
                 emitter.emit(
-                    "train_images_per_s", rates[way], "images/s", processes=way.processes,
+                    "train_images_per_s", rates[way], "images/s", processes=runs[way][0]["processes"],
                     threads_per_process=way.threads, batch=batch, batch_per_process=batch // way.processes,
                     steps=steps, precision=precision, chosen=runs[way][0]["chosen"], preset=preset or "small",
                     runs=[r["images_per_s"] for r in runs[way]],

@@ -74,8 +74,9 @@ class World:
 
     @contextlib.contextmanager
     def joined(self, device: torch.device) -> Iterator[World]:
-        """Join the process group ``torchrun`` set up (backend by ``device``) for the block; nothing if single."""
-        if self.size == 1 and not dist.is_torchelastic_launched():
+        """Join the process group ``torchrun`` set up (backend by ``device``) for the block; nothing for one
+        process, which has no one to talk to (every collective here returns at once when not parallel)."""
+        if not self.parallel:
             yield self
             return
         if device.type == "cuda":

@@ -595,7 +595,8 @@ def train(
     execution = _agreed_execution(model, batches.share, config.precision, world, dev)
     # started after the precision probe, which is not training time
     ledger = StepLedger.for_config(config, report, save)
-    stop = world.agree(0.0, 0.0, should_stop is not None and should_stop(), dev)[2]
+    asked_to_stop = should_stop or (lambda: False)
+    stop = world.agree(0.0, 0.0, asked_to_stop(), dev)[2]
     while not stop and not ledger.done():
         lr = ledger.set_learning_rate(config, optimizer)
         x0, labels = images.take(batches.indices(step))
@@ -614,7 +615,7 @@ def train(
             per_image = per_image * min_snr_weight(snr, config.min_snr_gamma, config.prediction)
         step += 1
         loss = optimisation_step(model, ema, optimizer, per_image.mean(), config.grad_clip, config.ema_decay, step)
-        clock, loss, stop = world.agree(ledger.elapsed(), loss, should_stop is not None and should_stop(), dev)
+        clock, loss, stop = world.agree(ledger.elapsed(), loss, asked_to_stop(), dev)
         ledger.record(loss, clock)
     stopped_early = stop and not ledger.done()
 
